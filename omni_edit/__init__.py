@@ -1,0 +1,76 @@
+"""omni_edit: the asyncio-native SDK for the Gemini Omni Flash video-edit API.
+
+::
+
+    async with omni_edit.Client() as client:
+        task = await client.submit(url, "Make the lighting warmer, keep everything else")
+
+The names below are the whole public surface; modules starting with ``_`` are private.
+"""
+
+from ._client import Client
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    DownloadError,
+    InsufficientQuotaError,
+    MalformedResponseError,
+    NotFoundError,
+    OmniEditError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    ResultExpiredError,
+    ServerError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from ._models import (
+    EditOutcome,
+    EditRequest,
+    MediaInfo,
+    PollPolicy,
+    Task,
+    TaskError,
+    TaskStatus,
+    Usage,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "DownloadError",
+    "EditOutcome",
+    "EditRequest",
+    "InsufficientQuotaError",
+    "MalformedResponseError",
+    "MediaInfo",
+    "NotFoundError",
+    "OmniEditError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ResultExpiredError",
+    "ServerError",
+    "SubmissionUncertainError",
+    "Task",
+    "TaskError",
+    "TaskFailedError",
+    "TaskStatus",
+    "Usage",
+    "ValidationError",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,72 @@
+"""Every number and name the remote API fixes, in one place.
+
+Source: the provider's public documentation of the EvoLink unified API, model
+``gemini-omni-flash-video-edit`` (transcribed in ``shared/API.md``), and, for the retry
+and safety numbers, ``shared/RELIABILITY.md``. Change a value here only when its source
+changes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Hosts and paths (API.md "Hosts", endpoint headings) -------------------------------
+DEFAULT_BASE_URL: Final = "https://api.evolink.ai"
+CREATE_PATH: Final = "/v1/videos/generations"
+TASK_PATH_PREFIX: Final = "/v1/tasks/"
+TASK_ID_PREFIX: Final = "task-unified-"
+MODEL: Final = "gemini-omni-flash-video-edit"
+
+# Environment variables, in the order they are consulted (DESIGN.md "The client").
+API_KEY_ENV_VARS: Final = ("OMNI_EDIT_API_KEY", "EVOLINK_API_KEY")
+BASE_URL_ENV_VAR: Final = "OMNI_EDIT_BASE_URL"
+
+# --- Input rules (API.md "Create an edit task") ---------------------------------------
+MAX_VIDEO_SECONDS: Final = 10.0
+VIDEO_URL_COUNT: Final = 1
+MAX_CALLBACK_URL_LENGTH: Final = 2048
+# Fields the edit mode refuses: the output follows the input.
+EDIT_MODE_FORBIDDEN_FIELDS: Final = ("duration", "aspect_ratio")
+
+# --- Results (API.md "Query a task") ----------------------------------------------------
+RESULT_URL_LIFETIME_HOURS: Final = 24
+
+# --- Task error codes and whether retrying later can help (API.md table) ---------------
+# True where the documented advice is "later" or "resubmit": the same input may succeed.
+TASK_ERROR_RETRYABLE: Final[dict[str, bool]] = {
+    "content_policy_violation": False,
+    "invalid_parameters": False,
+    "image_processing_error": False,
+    "image_dimension_mismatch": False,
+    "request_cancelled": True,
+    "generation_failed_no_content": False,
+    "service_error": True,
+    "generation_timeout": True,
+    "resource_exhausted": True,
+    "quota_exceeded": True,
+    "service_unavailable": True,
+    "resource_not_found": False,
+    "unknown_error": False,
+}
+
+# --- Callbacks (API.md "Callbacks") ------------------------------------------------------
+CALLBACK_TIMEOUT_SECONDS: Final = 10.0
+CALLBACK_RETRY_DELAYS: Final = (1.0, 2.0, 4.0)
+
+# --- Billing, for estimates only (API.md "Billing") -------------------------------------
+INPUT_TOKENS_PER_SECOND: Final = 5792
+OUTPUT_TOKENS_PER_SECOND: Final = 5792
+
+# --- Retry numbers (RELIABILITY.md "Retries") -------------------------------------------
+BACKOFF_BASE_SECONDS: Final = 0.5
+BACKOFF_CAP_SECONDS: Final = 20.0
+RETRY_AFTER_CAP_SECONDS: Final = 60.0
+# botocore "standard" retry quota: a bucket of 500, a retry costs 5 (10 after a
+# timeout), a success refunds what its retries cost, or 1 when it needed none.
+RETRY_BUDGET_CAPACITY: Final = 500
+RETRY_COST: Final = 5
+RETRY_COST_TIMEOUT: Final = 10
+NO_RETRY_REFUND: Final = 1
+
+# --- Webhook receiver (RELIABILITY.md "Webhook receiver") -------------------------------
+MAX_CALLBACK_BODY_BYTES: Final = 64 * 1024

@@ -1,0 +1,221 @@
+"""Wire JSON <-> models, through one cattrs converter.
+
+The API's task object nests ``can_cancel``, ``estimated_time`` and ``video_duration``
+under ``task_info``; ``Task`` keeps them flat, so the hook lifts them before cattrs
+structures the rest. Per API.md every field but ``id`` and ``status`` may be missing, and
+unknown fields must be tolerated: missing and ``null`` fields take the model default,
+extra keys are ignored. Anything else of the wrong shape is a ``MalformedResponseError``
+naming the field, never a ``KeyError`` or ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from ._exceptions import MalformedResponseError
+from ._models import Task, TaskError, TaskStatus, Usage
+
+__all__ = [
+    "converter",
+    "decode_json",
+    "excerpt",
+    "structure_task",
+    "task_to_wire",
+]
+
+_T = TypeVar("_T")
+_TASK_INFO_FIELDS = ("can_cancel", "estimated_time", "video_duration")
+
+converter = cattrs.Converter(detailed_validation=True)
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    # The API sends unix seconds; an ISO string is accepted too, always made aware UTC.
+    if isinstance(value, bool):
+        raise TypeError("a timestamp, not a boolean")
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    raise TypeError(f"a timestamp, not {type(value).__name__}")
+
+
+# cattrs' default scalar hooks coerce anything the type accepts (``str({})`` works);
+# accept only JSON values of a sensible kind.
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected true or false, got {type(value).__name__}")
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(float, _structure_float)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(datetime, _structure_datetime)
+
+
+def _structure_status(value: Any, _: type) -> TaskStatus:
+    # Registered explicitly: TaskStatus is a str, and the str hook would take it by subclass.
+    if not isinstance(value, str):
+        raise TypeError(f"expected a status string, got {type(value).__name__}")
+    try:
+        return TaskStatus(value)
+    except ValueError:
+        known = ", ".join(s.value for s in TaskStatus)
+        raise ValueError(f"unknown status {value!r} (known: {known})") from None
+
+
+def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
+    # A bare string is iterable too; only a JSON array is a list of URLs.
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"expected an array, got {type(value).__name__}")
+    return tuple(converter.structure(item, str) for item in value)
+
+
+def _structure_code(value: Any, _: type) -> str | int:
+    # An HTTP error's ``code`` is documented as "int or str".
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a string or integer code, got {type(value).__name__}")
+
+
+converter.register_structure_hook(TaskStatus, _structure_status)
+converter.register_structure_hook_func(lambda t: t == (str | int | None), _structure_code)
+converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
+converter.register_unstructure_hook(datetime, lambda d: int(d.timestamp()))
+
+_structure_task_fields = make_dict_structure_fn(Task, converter)
+
+
+def _structure_task(value: Any, _: type) -> Task:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"a task object, not {type(value).__name__}")
+    flat = {k: v for k, v in value.items() if v is not None and k != "task_info"}
+    info = value.get("task_info")
+    if isinstance(info, Mapping):
+        for name in _TASK_INFO_FIELDS:
+            if info.get(name) is not None:
+                flat[name] = info[name]
+    elif info is not None:
+        raise TypeError("task_info must be an object")
+    return _structure_task_fields(flat, Task)
+
+
+def _drop_nulls(cls: type[_T]) -> Any:
+    fields = make_dict_structure_fn(cls, converter)
+
+    def hook(value: Any, _: type) -> _T:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"an object, not {type(value).__name__}")
+        result: _T = fields({k: v for k, v in value.items() if v is not None}, cls)
+        return result
+
+    return hook
+
+
+converter.register_structure_hook(Task, _structure_task)
+converter.register_structure_hook(TaskError, _drop_nulls(TaskError))
+converter.register_structure_hook(Usage, _drop_nulls(Usage))
+
+
+def _error_path(exc: BaseException) -> tuple[str | None, str]:
+    messages = cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else []
+    if not messages:
+        return None, str(exc)
+    first = messages[0]
+    reason, _, where = first.partition(" @ ")
+    field = where.removeprefix("$").lstrip(".") or None
+    if field in _TASK_INFO_FIELDS:
+        field = f"task_info.{field}"
+    return field, reason
+
+
+def structure_task(data: Any, *, status: int | None = None) -> Task:
+    """Build a ``Task`` from decoded JSON, or raise ``MalformedResponseError``."""
+    try:
+        return converter.structure(data, Task)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        field, reason = _error_path(exc)
+        if field is None and isinstance(data, Mapping):
+            missing = [k for k in ("id", "status") if k not in data]
+            field = missing[0] if missing else None
+        where = f" field '{field}'" if field else ""
+        if field and isinstance(data, Mapping) and field in data:
+            reason += f" (got {excerpt(repr(data[field]).encode(), 60)})"
+        raise MalformedResponseError(
+            f"the API answered with a task object whose{where or ' shape'} is not as"
+            f" documented: {reason}",
+            field=field,
+            status=status,
+            excerpt=excerpt(json.dumps(data, default=str).encode()),
+        ) from exc
+
+
+def task_to_wire(task: Task) -> dict[str, Any]:
+    """The task as the API would send it (used by the journal and test servers)."""
+    wire: dict[str, Any] = {
+        "id": task.id,
+        "status": task.status.value,
+        "progress": task.progress,
+    }
+    if task.model is not None:
+        wire["model"] = task.model
+    if task.created is not None:
+        wire["created"] = int(task.created.timestamp())
+    if task.results:
+        wire["results"] = list(task.results)
+    if task.error is not None:
+        wire["error"] = converter.unstructure(task.error)
+    info = {n: getattr(task, n) for n in _TASK_INFO_FIELDS if getattr(task, n) is not None}
+    if info:
+        wire["task_info"] = info
+    if task.usage is not None:
+        wire["usage"] = converter.unstructure(task.usage)
+    return wire
+
+
+def excerpt(body: bytes, limit: int = 200) -> str:
+    """A short, single-line, printable start of a body for error messages."""
+    text = body[: limit * 4].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def decode_json(body: bytes, *, status: int | None = None) -> Any:
+    """Decode a JSON body, or raise ``MalformedResponseError`` with an excerpt."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedResponseError(
+            f"expected a JSON body but got: {excerpt(body) or '(empty body)'}",
+            status=status,
+            excerpt=excerpt(body),
+        ) from exc

@@ -1,0 +1,223 @@
+"""The exceptions ``omni_edit`` raises, in one tree.
+
+::
+
+    OmniEditError
+    ├── ValidationError            bad input, raised before anything is sent or billed
+    ├── APIError                   the API answered with an HTTP error
+    │   ├── BadRequestError        400
+    │   ├── AuthenticationError    401
+    │   ├── InsufficientQuotaError 402
+    │   ├── PermissionDeniedError  403
+    │   ├── NotFoundError          404
+    │   ├── RequestTooLargeError   413
+    │   ├── RateLimitError         429
+    │   └── ServerError            5xx
+    ├── APIConnectionError         no HTTP answer (refused, reset, DNS, TLS)
+    │   └── APITimeoutError        no answer within the request timeout
+    ├── MalformedResponseError     an answer that is not the documented shape
+    ├── SubmissionUncertainError   a create request whose outcome is unknown
+    ├── TaskFailedError            the task ended failed or cancelled
+    ├── WaitTimeoutError           a wait ran out of time
+    └── DownloadError              a result could not be saved
+        └── ResultExpiredError     the result link is past its 24 hours
+
+``SubmissionUncertainError`` is deliberately *not* an ``APIConnectionError``: code that
+retries on connection errors must not resend a create request that may already have
+created, and billed, a task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Task
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "DownloadError",
+    "InsufficientQuotaError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "OmniEditError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ResultExpiredError",
+    "ServerError",
+    "SubmissionUncertainError",
+    "TaskFailedError",
+    "ValidationError",
+    "WaitTimeoutError",
+]
+
+
+class OmniEditError(Exception):
+    """Base of every exception this package raises on purpose."""
+
+
+class ValidationError(OmniEditError, ValueError):
+    """Input the API would refuse; raised before any request is sent.
+
+    The message says what to change. ``field`` names the offending argument.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class APIError(OmniEditError):
+    """The API answered with an HTTP error status.
+
+    Attributes mirror the documented error body ``{"error": {...}}``; a body that is not
+    JSON (a proxy's HTML page, an empty body) still yields the class for its status, with
+    ``message`` holding a short excerpt. ``retry_after`` is in seconds, from the
+    ``Retry-After`` header or a "retry after N seconds" suggestion, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | int | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        fallback_suggestion: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.type = type
+        self.param = param
+        self.fallback_suggestion = fallback_suggestion
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = [f"HTTP {self.status}"]
+        if self.type:
+            parts.append(self.type)
+        if self.code is not None:
+            parts.append(f"code={self.code}")
+        text = " ".join(parts) + f": {self.message}"
+        if self.param:
+            text += f" (param: {self.param})"
+        if self.fallback_suggestion:
+            text += f" [{self.fallback_suggestion}]"
+        return text
+
+
+class BadRequestError(APIError):
+    """400: a parameter was refused; ``param`` names it when the API says."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is invalid or expired."""
+
+
+class InsufficientQuotaError(APIError):
+    """402: the account is out of credits; nothing new can be submitted."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the key has no access to the model."""
+
+
+class NotFoundError(APIError):
+    """404: the model or the task does not exist, or the task has expired."""
+
+
+class RequestTooLargeError(APIError):
+    """413: the request body is too large."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests; ``retry_after`` says how long to wait when known."""
+
+
+class ServerError(APIError):
+    """5xx: the API or a proxy in front of it failed."""
+
+
+class APIConnectionError(OmniEditError):
+    """No HTTP answer was received: connection refused or reset, DNS or TLS failure."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer arrived within the client's request timeout."""
+
+
+class MalformedResponseError(OmniEditError):
+    """A response whose body is not the documented shape.
+
+    ``field`` is the dotted path of the offending field when one can be named,
+    ``status`` the HTTP status, ``excerpt`` the start of the body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status: int | None = None,
+        excerpt: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+        self.excerpt = excerpt
+
+
+class SubmissionUncertainError(OmniEditError):
+    """A create request was sent but its answer was lost: a task may exist, and be billed.
+
+    Raised instead of resending, since the API has no idempotency key. Resubmitting may
+    pay twice; ``edit_many`` records the input as uncertain in its journal and resubmits
+    only with ``resubmit_uncertain=True``. The underlying failure is ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, video_url: str | None = None) -> None:
+        super().__init__(message)
+        self.video_url = video_url
+
+
+class TaskFailedError(OmniEditError):
+    """The task ended ``failed`` or ``cancelled``; ``task.error`` says why."""
+
+    def __init__(self, task: Task) -> None:
+        error = task.error
+        detail = f"{error.code}: {error.message}" if error else "no error detail given"
+        super().__init__(f"task {task.id} ended {task.status.value}: {detail}")
+        self.task = task
+
+    @property
+    def code(self) -> str | None:
+        return self.task.error.code if self.task.error else None
+
+    @property
+    def retryable(self) -> bool:
+        return self.task.error.retryable if self.task.error else False
+
+
+class WaitTimeoutError(OmniEditError, TimeoutError):
+    """A wait ran out of time; ``task`` is the last state seen (the task goes on)."""
+
+    def __init__(self, message: str, *, task: Task | None) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+class DownloadError(OmniEditError):
+    """A result could not be saved; no partial file is left at the destination."""
+
+
+class ResultExpiredError(DownloadError):
+    """The result host refused the link: result links live 24 hours after completion."""

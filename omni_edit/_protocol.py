@@ -1,0 +1,220 @@
+"""The API's protocol with no I/O: what to send, what an answer means, whether to retry.
+
+The transport feeds this module statuses, headers, bodies and failures; everything here
+is a pure function and is tested without a network (the gidgethub ``sansio`` habit).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import attrs
+import cattrs
+
+from ._constants import CREATE_PATH, MODEL, TASK_PATH_PREFIX
+from ._convert import converter, decode_json, excerpt, structure_task
+from ._exceptions import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    InsufficientQuotaError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    ServerError,
+)
+from ._models import Task
+
+__all__ = [
+    "Attempt",
+    "Verdict",
+    "create_request",
+    "error_from_response",
+    "judge",
+    "parse_retry_after",
+    "parse_task_response",
+    "task_request",
+]
+
+
+@attrs.frozen
+class ApiRequest:
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in ("GET", "HEAD")
+
+
+def create_request(video_url: str, prompt: str, callback_url: str | None) -> ApiRequest:
+    """The create call for already validated inputs."""
+    body: dict[str, Any] = {"model": MODEL, "prompt": prompt, "video_urls": [video_url]}
+    if callback_url is not None:
+        body["callback_url"] = callback_url
+    return ApiRequest("POST", CREATE_PATH, body)
+
+
+def task_request(task_id: str) -> ApiRequest:
+    """The query call for an already validated task id."""
+    return ApiRequest("GET", TASK_PATH_PREFIX + task_id)
+
+
+def parse_task_response(status: int, body: bytes) -> Task:
+    """A 2xx answer's task object, or ``MalformedResponseError``."""
+    return structure_task(decode_json(body, status=status), status=status)
+
+
+# --- Errors ------------------------------------------------------------------------------
+
+_ERROR_CLASSES: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientQuotaError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    429: RateLimitError,
+}
+_RETRY_HINT = re.compile(r"retry\s+after\s+(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?)?\b", re.I)
+
+
+@attrs.frozen
+class _ErrorBody:
+    message: str = ""
+    code: str | int | None = None
+    type: str | None = None
+    param: str | None = None
+    fallback_suggestion: str | None = None
+
+
+def _error_class(status: int) -> type[APIError]:
+    if status in _ERROR_CLASSES:
+        return _ERROR_CLASSES[status]
+    return ServerError if status >= 500 else APIError
+
+
+def _parse_error_body(body: bytes) -> _ErrorBody | None:
+    try:
+        data = decode_json(body)
+    except MalformedResponseError:
+        return None
+    inner = data.get("error") if isinstance(data, Mapping) else None
+    if not isinstance(inner, Mapping):
+        return None
+    names = attrs.fields_dict(_ErrorBody).keys()
+    fields = {k: v for k, v in inner.items() if k in names and v is not None}
+    try:
+        return converter.structure(fields, _ErrorBody)
+    except (cattrs.BaseValidationError, TypeError, ValueError):
+        return None
+
+
+def parse_retry_after(
+    header: str | None, suggestion: str | None = None, *, now: datetime | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date,
+    RFC 9110 section 10.2.3), else from a "retry after N seconds" suggestion."""
+    if header:
+        value = header.strip()
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                when = None
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=timezone.utc)
+                current = now or datetime.now(timezone.utc)
+                return max(0.0, (when - current).total_seconds())
+        else:
+            if seconds >= 0 and seconds == seconds:  # not negative, not NaN
+                return seconds
+    if suggestion:
+        match = _RETRY_HINT.search(suggestion)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+    """The ``APIError`` subclass for an HTTP error answer, with the body's fields when the
+    body is the documented JSON and a short excerpt when it is not."""
+    cls = _error_class(status)
+    parsed = _parse_error_body(body)
+    if parsed is None:
+        text = excerpt(body)
+        message = f"non-JSON error body: {text}" if text else "empty error body"
+        parsed = _ErrorBody(message=message)
+    retry_after = parse_retry_after(headers.get("Retry-After"), parsed.fallback_suggestion)
+    return cls(
+        parsed.message or f"HTTP {status}",
+        status=status,
+        code=parsed.code,
+        type=parsed.type,
+        param=parsed.param,
+        fallback_suggestion=parsed.fallback_suggestion,
+        retry_after=retry_after,
+    )
+
+
+# --- Retry decisions ---------------------------------------------------------------------
+
+
+class Failure(enum.Enum):
+    """How an attempt failed when no HTTP answer arrived."""
+
+    NOT_SENT = "not sent"  # connect, DNS or TLS failed: the server saw nothing
+    LOST = "lost"  # sent, then reset or closed before an answer
+    TIMEOUT = "timeout"  # sent, no answer in time
+
+
+@attrs.frozen
+class Attempt:
+    """What one attempt produced: an HTTP status, or a failure with no answer."""
+
+    status: int | None = None
+    failure: Failure | None = None
+
+
+class Verdict(enum.Enum):
+    SUCCESS = "success"
+    RETRY = "retry"  # safe to send again after a delay
+    FAIL = "fail"  # final: raise the error
+    UNCERTAIN = "uncertain"  # a non-idempotent request may have taken effect
+
+
+_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Statuses that say the request was refused before it did anything: safe even for POST.
+_REFUSED_STATUSES = frozenset({429, 503})
+
+
+def judge(attempt: Attempt, *, idempotent: bool) -> Verdict:
+    """Whether an attempt succeeded, may be retried, failed, or left a POST uncertain.
+
+    A POST is sent again only when it certainly created nothing: it never left this
+    machine, or the API refused it with 429/503. After a reset, a timeout, a 500, 502 or
+    504 the task may exist and be billed (no idempotency key is documented), so the
+    outcome is UNCERTAIN and the POST is never resent.
+    """
+    if attempt.status is not None:
+        if 200 <= attempt.status < 300:
+            return Verdict.SUCCESS
+        if attempt.status in _REFUSED_STATUSES:
+            return Verdict.RETRY
+        if attempt.status in _RETRYABLE_STATUSES:
+            return Verdict.RETRY if idempotent else Verdict.UNCERTAIN
+        return Verdict.FAIL
+    if attempt.failure is Failure.NOT_SENT or idempotent:
+        return Verdict.RETRY
+    return Verdict.UNCERTAIN
