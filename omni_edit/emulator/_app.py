@@ -1,0 +1,244 @@
+"""The API application: authentication, limits, injected faults and the two endpoints.
+
+Every API request goes through one middleware, in this order: the in-flight count and
+the request record, ``latency``, a queued or random fault (those that replace the
+request act here, before anything is processed), the key, the rate limit, then the
+endpoint; a fault that acts after processing spoils the endpoint's answer last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+import attrs
+from aiohttp import web
+
+from .._constants import CREATE_PATH, TASK_ID_PREFIX, TASK_PATH_PREFIX
+from ._callbacks import CallbackSender
+from ._errors import error_response
+from ._faults import PROCESSING_KINDS, Fault, FaultQueue, drop_connection
+from ._limits import RateLimiter
+from ._state import TaskStore, clock
+from ._stats import RequestRecord, Stats
+from ._validation import Rejection, parse_create_body
+
+__all__ = ["Api", "ApiSettings"]
+
+logger = logging.getLogger("omni_edit.emulator")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# API.md documents 413 but no size; the emulator draws the line at 1 MiB.
+MAX_BODY_BYTES = 1024 * 1024
+# The fingerprint of the request's key, handed from the middleware to the endpoints.
+_OWNER = web.RequestKey("omni_edit.emulator.owner", str)
+_RANDOM_5XX = (500, 502, 503)
+
+
+@attrs.frozen
+class ApiSettings:
+    """The knobs of the API side. ``api_keys`` ``None`` accepts any non-empty key."""
+
+    api_keys: frozenset[str] | None
+    allow_http_callbacks: bool
+    latency: float
+    rate_429: float
+    rate_5xx: float
+    drop_rate: float
+    concurrency_limit: int | None
+
+
+def _retry_after(seconds: float) -> int:
+    # Retry-After is whole seconds; never tell a client to come back at once.
+    return max(1, math.ceil(seconds))
+
+
+class Api:
+    """Builds the aiohttp application that plays the API."""
+
+    def __init__(
+        self,
+        *,
+        settings: ApiSettings,
+        store: TaskStore,
+        stats: Stats,
+        faults: FaultQueue,
+        rng: random.Random,
+        callbacks: CallbackSender,
+        limiter: RateLimiter | None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._stats = stats
+        self._faults = faults
+        self._rng = rng
+        self._callbacks = callbacks
+        self._limiter = limiter
+
+    def app(self) -> web.Application:
+        """The aiohttp application of the API host."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_post(CREATE_PATH, self._create)
+        app.router.add_get(TASK_PATH_PREFIX + "{task_id:.*}", self._get)
+        return app
+
+    def _owner(self, authorization: str | None) -> str | None:
+        """A fingerprint of a valid key, or ``None``: the key itself is never kept."""
+        if authorization is None:
+            return None
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return None
+        if self._settings.api_keys is not None and key not in self._settings.api_keys:
+            return None
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        authorization = request.headers.get("Authorization")
+        owner = self._owner(authorization)
+        record = RequestRecord(
+            method=request.method,
+            path=request.path,
+            status=None,
+            had_authorization=authorization is not None,
+            authorized=owner is not None,
+            time=clock(),
+        )
+        status: int | None = None
+        self._stats.enter(record)
+        try:
+            response, status = await self._answer(request, handler, owner)
+            return response
+        finally:
+            self._stats.leave(record, status)
+            logger.debug(
+                "%s %s -> %s", request.method, request.path, "dropped" if status is None else status
+            )
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, owner: str | None
+    ) -> tuple[web.StreamResponse, int | None]:
+        if self._settings.latency:
+            await asyncio.sleep(self._settings.latency)
+        fault = self._faults.take(request.method, request.path) or self._random_fault()
+        if fault is not None and fault.kind not in PROCESSING_KINDS:
+            if fault.kind == "drop_before":
+                return drop_connection(request), None
+            response = fault.response()
+            return response, response.status
+        answer = await self._handle(request, handler, owner)
+        if fault is None:
+            return answer, answer.status
+        if fault.kind == "drop_after":
+            return drop_connection(request), None
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+            return answer, answer.status
+        malformed = fault.response()
+        return malformed, malformed.status
+
+    def _random_fault(self) -> Fault | None:
+        settings = self._settings
+        if not (settings.rate_429 or settings.rate_5xx or settings.drop_rate):
+            return None
+        draw = self._rng.random()
+        if draw < settings.rate_429:
+            return Fault.status(429)
+        draw -= settings.rate_429
+        if draw < settings.rate_5xx:
+            return Fault.status(self._rng.choice(_RANDOM_5XX))
+        draw -= settings.rate_5xx
+        if draw < settings.drop_rate:
+            # A lost connection may or may not have reached the application (API.md).
+            return Fault.drop_before() if self._rng.random() < 0.5 else Fault.drop_after()
+        return None
+
+    async def _handle(
+        self, request: web.Request, handler: Handler, owner: str | None
+    ) -> web.StreamResponse:
+        if owner is None:
+            return error_response(
+                401, "invalid_api_key", "The API key is missing, invalid or expired."
+            )
+        if self._limiter is not None:
+            wait = self._limiter.acquire(owner, clock())
+            if wait is not None:
+                return error_response(
+                    429,
+                    "rate_limit_exceeded",
+                    "Too many requests for this API key.",
+                    retry_after=_retry_after(wait),
+                )
+        request[_OWNER] = owner
+        try:
+            return await handler(request)
+        except Rejection as rejection:
+            return error_response(
+                rejection.status, rejection.code, rejection.message, param=rejection.param
+            )
+        except web.HTTPException as exc:
+            # The router's own 404/405, in the API's JSON shape.
+            code = "method_not_allowed" if exc.status == 405 else "not_found"
+            return error_response(exc.status, code, exc.reason)
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        owner = request[_OWNER]
+        parsed = parse_create_body(
+            await _read_body(request), allow_http_callbacks=self._settings.allow_http_callbacks
+        )
+        wait = self._store.seconds_until_slot(owner, clock())
+        if wait is not None:
+            return error_response(
+                429,
+                "concurrency_limit_exceeded",
+                f"At most {self._settings.concurrency_limit} unfinished tasks per API key.",
+                retry_after=_retry_after(wait),
+            )
+        task = self._store.create(
+            owner=owner,
+            video_url=parsed.video_url,
+            prompt=parsed.prompt,
+            callback_url=parsed.callback_url,
+        )
+        self._stats.creates += 1
+        if task.callback_url is not None:
+            self._callbacks.watch(task)
+        logger.debug("created %s (ends %s)", task.id, task.outcome)
+        return web.json_response(task.creation_json())
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        owner = request[_OWNER]
+        task_id = request.match_info["task_id"]
+        if not task_id.startswith(TASK_ID_PREFIX):
+            raise Rejection(
+                400,
+                "invalid_task_id",
+                f"Task ids start with {TASK_ID_PREFIX!r}.",
+                param="task_id",
+            )
+        task = self._store.tasks.get(task_id)
+        # Another key's task is as invisible as a missing one.
+        if task is None or task.owner != owner:
+            raise Rejection(404, "task_not_found", "The task does not exist or has expired.")
+        return web.json_response(task.to_json(clock()))
+
+
+async def _read_body(request: web.Request) -> bytes:
+    too_large = Rejection(
+        413, "request_too_large", f"The request body exceeds {MAX_BODY_BYTES} bytes."
+    )
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)

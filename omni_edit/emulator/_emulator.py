@@ -1,0 +1,281 @@
+"""``Emulator``: the API of API.md and its result host, served on loopback.
+
+It owns two aiohttp servers (the API, and the result files on another address, so a
+second origin), the task store, the callback jobs and the records tests assert on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Collection, Sequence
+from types import TracebackType
+
+from aiohttp import web
+
+from .._constants import CALLBACK_RETRY_DELAYS, RESULT_URL_LIFETIME_HOURS
+from ._app import Api, ApiSettings
+from ._callbacks import CallbackSender
+from ._faults import API_FAULT_KINDS, RESULT_FAULT_KINDS, Fault, FaultQueue
+from ._jobs import JobGroup
+from ._limits import RateLimiter
+from ._results import ResultHost
+from ._state import EmulatedTask, Outcome, TaskStore
+from ._stats import CallbackAttempt, Stats
+
+__all__ = ["Emulator"]
+
+logger = logging.getLogger("omni_edit.emulator")
+
+# How long close() lets a request still being handled finish before cancelling it.
+_SHUTDOWN_GRACE = 0.25
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be within 0..1, got {value}")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Emulator:
+    """A faithful local server of the API, for tests, benchmarks and the demo.
+
+    Use it as ``async with Emulator(...) as emu`` or with ``start``/``close``. The knobs:
+
+    - ``host``/``port`` serve the API, ``result_host``/``result_port`` the result files
+      (port 0: any free port); ``api_keys`` ``None`` accepts any non-empty Bearer key.
+    - ``processing_time=(low, high)``: seconds a task runs, drawn uniformly per task;
+      ``estimated_time`` is what ``task_info`` reports (``None``: the mean, rounded up).
+    - ``failure_rate`` (codes drawn from ``failure_codes``) and ``cancel_rate``: the
+      share of tasks that end failed or cancelled.
+    - ``rate_429``, ``rate_5xx``, ``drop_rate``: the share of API requests answered
+      429, 500/502/503, or dropped with no answer (half before, half after processing).
+    - ``concurrency_limit``: unfinished tasks per key; ``rate_limit``: requests per
+      second per key; both answer 429 with ``Retry-After`` beyond it.
+    - ``latency``: seconds every API request is held before it is handled.
+    - ``result_size`` bytes per result file, valid ``result_ttl`` seconds after the task
+      ends.
+    - ``allow_http_callbacks`` admits ``http://`` and loopback callback URLs (the API
+      admits only public https ones); ``callback_retry_delays`` space the retries.
+    - ``seed`` makes every random draw reproducible.
+
+    Raises ``ValueError`` for a knob out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        result_host: str = "127.0.0.2",
+        result_port: int = 0,
+        api_keys: Collection[str] | None = None,
+        processing_time: tuple[float, float] = (0.2, 0.5),
+        estimated_time: float | None = None,
+        failure_rate: float = 0.0,
+        failure_codes: Sequence[str] = ("service_error",),
+        cancel_rate: float = 0.0,
+        rate_429: float = 0.0,
+        rate_5xx: float = 0.0,
+        drop_rate: float = 0.0,
+        concurrency_limit: int | None = None,
+        rate_limit: float | None = None,
+        latency: float = 0.0,
+        result_size: int = 32768,
+        result_ttl: float = RESULT_URL_LIFETIME_HOURS * 3600.0,
+        allow_http_callbacks: bool = False,
+        callback_retry_delays: Sequence[float] = CALLBACK_RETRY_DELAYS,
+        seed: int | None = None,
+    ) -> None:
+        for name, value in (
+            ("failure_rate", failure_rate),
+            ("cancel_rate", cancel_rate),
+            ("failure_rate + cancel_rate", failure_rate + cancel_rate),
+            ("rate_429", rate_429),
+            ("rate_5xx", rate_5xx),
+            ("drop_rate", drop_rate),
+            ("rate_429 + rate_5xx + drop_rate", rate_429 + rate_5xx + drop_rate),
+        ):
+            _check_fraction(name, value)
+        low, high = processing_time
+        if not 0 <= low <= high:
+            raise ValueError(
+                f"processing_time must be (low, high) with 0 <= low <= high, got {processing_time}"
+            )
+        if failure_rate and not failure_codes:
+            raise ValueError("failure_codes must name at least one code when failure_rate > 0")
+        if concurrency_limit is not None and concurrency_limit < 1:
+            raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
+        if rate_limit is not None and rate_limit <= 0:
+            raise ValueError(f"rate_limit must be positive, got {rate_limit}")
+        if (
+            latency < 0
+            or result_size < 0
+            or result_ttl < 0
+            or any(d < 0 for d in callback_retry_delays)
+        ):
+            raise ValueError("latency, result_size, result_ttl and retry delays cannot be negative")
+
+        self._host, self._port = host, port
+        self._result_host, self._result_port = result_host, result_port
+        self.stats = Stats()
+        rng = random.Random(seed)
+        self._store = TaskStore(
+            rng=rng,
+            processing_time=(low, high),
+            estimated_time=estimated_time,
+            failure_rate=failure_rate,
+            failure_codes=failure_codes,
+            cancel_rate=cancel_rate,
+            concurrency_limit=concurrency_limit,
+            result_url=self._result_url,
+        )
+        self._api_faults = FaultQueue(API_FAULT_KINDS, "API host")
+        self._result_faults = FaultQueue(RESULT_FAULT_KINDS, "result host")
+        self._results = ResultHost(
+            store=self._store,
+            size=result_size,
+            ttl=result_ttl,
+            stats=self.stats,
+            faults=self._result_faults,
+        )
+        self._jobs = JobGroup()
+        self._callbacks = CallbackSender(
+            jobs=self._jobs, retry_delays=callback_retry_delays, stats=self.stats
+        )
+        self._api = Api(
+            settings=ApiSettings(
+                api_keys=None if api_keys is None else frozenset(api_keys),
+                allow_http_callbacks=allow_http_callbacks,
+                latency=latency,
+                rate_429=rate_429,
+                rate_5xx=rate_5xx,
+                drop_rate=drop_rate,
+                concurrency_limit=concurrency_limit,
+            ),
+            store=self._store,
+            stats=self.stats,
+            faults=self._api_faults,
+            rng=rng,
+            callbacks=self._callbacks,
+            limiter=None if rate_limit is None else RateLimiter(rate_limit),
+        )
+        self._runners: list[web.AppRunner] = []
+        self._base_url: str | None = None
+
+    def _result_url(self, task: EmulatedTask) -> str:
+        return self._results.url_for(task)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind both servers and start serving. Raises ``OSError`` if an address is taken
+        (nothing is left open then) and ``RuntimeError`` if already started."""
+        if self._runners or self._base_url is not None:
+            raise RuntimeError("this Emulator was already started")
+        try:
+            await self._jobs.open()
+            await self._callbacks.open()
+            result_port = await self._serve(
+                self._results.app(), self._result_host, self._result_port
+            )
+            self._results.base_url = _url(self._result_host, result_port)
+            api_port = await self._serve(self._api.app(), self._host, self._port)
+        except BaseException:
+            await self.close()
+            raise
+        self._base_url = _url(self._host, api_port)
+        logger.debug("emulator serving %s, results on %s", self._base_url, self._results.base_url)
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+        # access_log=None: aiohttp's access log would print result links' signatures.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_GRACE)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, host, port).start()
+        bound: int = runner.addresses[0][1]
+        return bound
+
+    async def close(self) -> None:
+        """Stop serving, cancel every callback job and close every socket. Idempotent."""
+        while self._runners:
+            await self._runners.pop().cleanup()
+        await self._jobs.close()
+        await self._callbacks.close()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- what tests read ---------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` of the API. Raises ``RuntimeError`` before ``start``."""
+        if self._base_url is None:
+            raise RuntimeError("the Emulator is not started")
+        return self._base_url
+
+    @property
+    def result_base_url(self) -> str:
+        """``http://HOST:PORT`` of the result host. Raises ``RuntimeError`` before ``start``."""
+        if self._base_url is None:
+            raise RuntimeError("the Emulator is not started")
+        return self._results.base_url
+
+    @property
+    def tasks(self) -> dict[str, EmulatedTask]:
+        """Every task created, by id (a live view: do not modify it)."""
+        return self._store.tasks
+
+    @property
+    def callbacks_sent(self) -> list[CallbackAttempt]:
+        """Every callback delivery attempt, in order: ``(task_id, status, http_status)``."""
+        return self.stats.callbacks_sent
+
+    # --- what tests do -----------------------------------------------------------------
+
+    def inject(
+        self, fault: Fault, *, method: str | None = None, path: str | None = None, times: int = 1
+    ) -> None:
+        """Queue ``fault`` for the next ``times`` API requests with this method (any if
+        ``None``) and path prefix (any if ``None``). Raises ``ValueError`` for a fault
+        kind only the result host can do."""
+        self._api_faults.add(fault, method=method, path=path, times=times)
+
+    def inject_result(self, fault: Fault, *, times: int = 1) -> None:
+        """Queue ``fault`` for the next ``times`` requests to the result host. Raises
+        ``ValueError`` for a fault kind only the API can do."""
+        self._result_faults.add(fault, method=None, path=None, times=times)
+
+    def complete(self, task_id: str) -> None:
+        """End the task now, completed. Raises ``KeyError`` (unknown id) or
+        ``ValueError`` (already ended)."""
+        self._force(task_id, "completed", None)
+
+    def fail(self, task_id: str, code: str = "service_error") -> None:
+        """End the task now, failed with error ``code``. Raises like ``complete``."""
+        self._force(task_id, "failed", code)
+
+    def cancel(self, task_id: str) -> None:
+        """End the task now, cancelled (``request_cancelled``). Raises like ``complete``."""
+        self._force(task_id, "cancelled", "request_cancelled")
+
+    def _force(self, task_id: str, outcome: Outcome, code: str | None) -> None:
+        self._store.force(task_id, outcome, code)
+        self._callbacks.wake(task_id)
+
+    def expire_results(self, task_id: str) -> None:
+        """Make the task's result links answer 403 from now on. Raises ``KeyError``."""
+        self._store.tasks[task_id].results_revoked = True
