@@ -1,0 +1,349 @@
+"""``Client``: the object users hold. It validates, then delegates to the transport."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+
+from ._constants import API_KEY_ENV_VARS, BASE_URL_ENV_VAR, DEFAULT_BASE_URL
+from ._convert import decode_json, structure_task
+from ._download import ResultFetcher
+from ._exceptions import (
+    DownloadError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from ._models import PollPolicy, Task, TaskStatus
+from ._protocol import create_request, parse_task_response, task_request
+from ._redact import Secret
+from ._scheduler import PollScheduler
+from ._transport import Transport
+from ._validation import (
+    is_loopback_host,
+    validate_base_url,
+    validate_callback_url,
+    validate_prompt,
+    validate_task_id,
+    validate_video_url,
+)
+
+__all__ = ["Client"]
+
+ProgressCallback = Callable[[Task], "Awaitable[None] | None"]
+# Verified callbacks remembered for deduplication: the provider may deliver one up to
+# four times (API.md "Callbacks").
+_SEEN_CALLBACKS = 10_000
+
+
+def _resolve_api_key(api_key: str | None) -> Secret:
+    if api_key is None:
+        for name in API_KEY_ENV_VARS:
+            value = os.environ.get(name)
+            if value:
+                api_key = value
+                break
+    if not api_key:
+        raise ValidationError(
+            "no API key: pass Client(api_key=...) or set $OMNI_EDIT_API_KEY (or"
+            " $EVOLINK_API_KEY). To try the SDK without one, run `omni-edit emulator`.",
+            field="api_key",
+        )
+    if (
+        not isinstance(api_key, str)
+        or not api_key.isprintable()
+        or any(c.isspace() for c in api_key)
+    ):
+        # Checked here because a newline in a header value would otherwise surface as an
+        # obscure error (or worse, a header injection) at the first request.
+        raise ValidationError(
+            "the API key contains whitespace or unprintable characters; copy it again",
+            field="api_key",
+        )
+    return Secret(api_key.removeprefix("Bearer "))
+
+
+class Client:
+    """An asyncio client of the video-edit API.
+
+    Use it as ``async with omni_edit.Client() as client:`` or call ``await
+    client.aclose()``. One client is meant to be shared by everything in a process: its
+    in-flight cap, retry budget and 429 pause are client-wide.
+
+    Raises ``ValidationError`` at construction when no API key is found or ``base_url``
+    is unsafe (plain http is allowed only to loopback hosts).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        max_concurrency: int = 16,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        poll: PollPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValidationError("max_concurrency must be at least 1", field="max_concurrency")
+        if timeout <= 0:
+            raise ValidationError("timeout must be positive", field="timeout")
+        if max_retries < 0:
+            raise ValidationError("max_retries must be 0 or more", field="max_retries")
+        key = _resolve_api_key(api_key)
+        url = validate_base_url(base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL)
+        self.base_url = url
+        self.poll = poll or PollPolicy()
+        self.max_concurrency = max_concurrency
+        self._transport = Transport(
+            base_url=url,
+            api_key=key,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            session=session,
+        )
+        self._scheduler = PollScheduler(self.get, self.poll, self._transport.pause)
+        self._results = ResultFetcher(self._transport.limiter, timeout=timeout)
+        # Tasks submitted with a callback URL: polled only as a slow safety net.
+        self._callback_tasks: set[str] = set()
+        self._seen_callbacks: OrderedDict[tuple[str, TaskStatus], Task] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop all polling and close the HTTP session (unless the caller owns it).
+
+        Waits still running end with an error; nothing is left running in the background.
+        """
+        await self._scheduler.aclose()
+        await self._results.aclose()
+        await self._transport.aclose()
+
+    async def submit(
+        self,
+        video_url: str,
+        prompt: str,
+        *,
+        callback_url: str | None = None,
+        preflight: bool = False,
+    ) -> Task:
+        """Create an edit task for one clip and return it (status ``pending``).
+
+        Inputs are checked locally first: ``ValidationError`` means nothing was sent.
+        ``SubmissionUncertainError`` means the request was sent but its answer was lost:
+        a task may exist and be billed; it is never resent silently. Other failures raise
+        the ``APIError`` subclass for the status (``RateLimitError`` only after retries
+        and the client-wide pause), ``APIConnectionError`` or ``MalformedResponseError``.
+        """
+        validate_video_url(video_url)
+        validate_prompt(prompt)
+        if callback_url is not None:
+            validate_callback_url(
+                callback_url, allow_loopback_http=_is_loopback_base(self.base_url)
+            )
+        if preflight:
+            raise ValidationError(
+                "preflight probing is not available in this version", field="preflight"
+            )
+        request = create_request(video_url, prompt, callback_url)
+        try:
+            status, body = await self._transport.send(request)
+        except SubmissionUncertainError as exc:
+            exc.video_url = video_url
+            raise
+        task = parse_task_response(status, body)
+        if callback_url is not None and not task.is_terminal:
+            self._callback_tasks.add(task.id)
+        return task
+
+    async def get(self, task_id: str) -> Task:
+        """Read a task once (one GET, retried on transient failures).
+
+        Raises ``ValidationError`` for a string that is not a task id (nothing sent),
+        ``NotFoundError`` for an unknown or expired task.
+        """
+        validate_task_id(task_id)
+        status, body = await self._transport.send(task_request(task_id))
+        task = parse_task_response(status, body)
+        # Any fresh read is news for whoever waits on this task.
+        self._scheduler.deliver(task)
+        if task.is_terminal:
+            self._callback_tasks.discard(task.id)
+        return task
+
+    async def wait(
+        self,
+        task_or_id: Task | str,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Task:
+        """Wait until the task ends and return it completed.
+
+        All waits of a client share one poll scheduler, which times polls from the
+        task's ``estimated_time`` and progress (see ``PollPolicy``); a callback fed to
+        ``handle_callback`` ends the wait at once. ``on_progress(task)`` (sync or async)
+        is called on every change of status or progress. Cancelling the wait stops its
+        polling; the task itself goes on at the API.
+
+        Raises ``TaskFailedError`` when the task ends failed or cancelled,
+        ``WaitTimeoutError`` (with the last task seen) after ``timeout`` seconds, and the
+        API's error if the task cannot be read (``NotFoundError`` for an unknown id).
+        """
+        known = task_or_id if isinstance(task_or_id, Task) else None
+        task_id = validate_task_id(known.id if known else task_or_id)
+        if known is not None and known.is_terminal:
+            return _finished(known)
+        changed = asyncio.Event()
+        latest: list[Task | BaseException | None] = [None]
+
+        def listener(task: Task | None, error: BaseException | None) -> None:
+            latest[0] = error if error is not None else task
+            changed.set()
+
+        self._scheduler.watch(
+            task_id, listener, task=known, callback=task_id in self._callback_tasks
+        )
+        last = known
+        try:
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                while True:
+                    await changed.wait()
+                    changed.clear()
+                    state = latest[0]
+                    if isinstance(state, BaseException):
+                        raise state
+                    if state is None or state == last:
+                        continue
+                    last = state
+                    if on_progress is not None:
+                        result = on_progress(state)
+                        if inspect.isawaitable(result):
+                            await result
+                    if state.is_terminal:
+                        return _finished(state)
+        except TimeoutError as exc:
+            if isinstance(exc, WaitTimeoutError):
+                raise
+            raise WaitTimeoutError(
+                f"task {task_id} did not finish within {timeout:g} s"
+                + (f" (last seen {last.status.value}, {last.progress}%)" if last else ""),
+                task=last,
+            ) from None
+        finally:
+            self._scheduler.unwatch(task_id, listener)
+
+    async def download(self, task_or_url: Task | str, dest: str | PathLike[str]) -> Path:
+        """Save a completed task's result (or a result URL) at ``dest`` and return its path.
+
+        ``dest`` is a file path, or an existing directory (the file is then named after
+        the task id). The file is streamed to a temporary file beside ``dest``, resumed
+        after a dropped connection, checked against its announced length and renamed
+        into place: ``dest`` never holds a partial file. No API key or cookie is sent to
+        the result host, which is another origin.
+
+        Raises ``ValidationError`` for a task that has not completed, ``ResultExpiredError``
+        when the link is past its 24 hours (after re-reading the task once for a fresh
+        link), ``DownloadError`` for other failures.
+        """
+        refresh = None
+        if isinstance(task_or_url, Task):
+            task = task_or_url
+            if task.status is not TaskStatus.COMPLETED or task.result_url is None:
+                raise ValidationError(
+                    f"task {task.id} is {task.status.value}, with no result to download:"
+                    " wait for it first (client.wait)",
+                    field="task_or_url",
+                )
+            url, name = task.result_url, f"{task.id}.mp4"
+
+            async def refresh_link() -> str | None:
+                return (await self.get(task.id)).result_url
+
+            refresh = refresh_link
+        else:
+            url = validate_video_url(task_or_url)
+            name = Path(urlsplit(url).path).name or "result.mp4"
+        path = Path(dest)
+        if await anyio.Path(path).is_dir():
+            path = path / name
+        try:
+            return await self._results.fetch(url, path, refresh=refresh)
+        except OSError as exc:
+            raise DownloadError(f"could not write {path}: {exc}") from exc
+
+    async def handle_callback(
+        self, body: bytes | str | Mapping[str, Any], *, verify: bool = True
+    ) -> Task:
+        """Feed in a provider callback (the task object it POSTs) from any web framework.
+
+        Callbacks carry no signature, so with ``verify=True`` the task is re-read from
+        the API and only that answer reaches waiters: a forged body can neither end a
+        wait nor plant a result URL. Repeated deliveries of the same (task, status) cost
+        no further request. Returns the task as verified (or as claimed, with
+        ``verify=False``, for a trusted in-process source).
+
+        Raises ``MalformedResponseError`` for a body that is not a task object and
+        ``ValidationError`` for a task id that is not one.
+        """
+        data = (
+            decode_json(body.encode() if isinstance(body, str) else body)
+            if isinstance(body, (bytes, str))
+            else body
+        )
+        claimed = structure_task(data)
+        validate_task_id(claimed.id)
+        key = (claimed.id, claimed.status)
+        seen = self._seen_callbacks.get(key)
+        if seen is not None:
+            return seen
+        if verify:
+            task = await self.get(claimed.id)
+        else:
+            task = claimed
+            self._scheduler.deliver(task)
+        if task.status is claimed.status:
+            self._seen_callbacks[key] = task
+            if len(self._seen_callbacks) > _SEEN_CALLBACKS:
+                self._seen_callbacks.popitem(last=False)
+        return task
+
+
+def _finished(task: Task) -> Task:
+    if task.status is TaskStatus.COMPLETED:
+        return task
+    raise TaskFailedError(task)
+
+
+def _is_loopback_base(base_url: str) -> bool:
+    # Against a local emulator the provider's callback rule cannot hold (the receiver is
+    # local too); the real API host is never loopback.
+    host = urlsplit(base_url).hostname
+    return host is not None and is_loopback_host(host)

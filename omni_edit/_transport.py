@@ -1,0 +1,242 @@
+"""The thin layer that talks HTTP to the API: session, in-flight cap, timeouts, retries.
+
+What an answer *means* and whether to retry is decided in ``_protocol`` (pure); this
+module carries those decisions out. Guarantees:
+
+- at most ``max_concurrency`` requests are in flight over everything the client does
+  (API calls and result downloads share one limiter);
+- the API key is attached per request, only to the API origin, and redirects are not
+  followed on API calls, so the key never reaches another host;
+- a POST is sent again only when it certainly created nothing (see ``_protocol.judge``);
+  otherwise ``SubmissionUncertainError``;
+- a 429 pauses every request of the client for the server's ``Retry-After``;
+- retries draw on a client-wide ``RetryBudget``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from types import SimpleNamespace
+
+import aiohttp
+import anyio
+import attrs
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    MalformedResponseError,
+    SubmissionUncertainError,
+)
+from ._protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
+from ._redact import Secret
+from ._retry import Pause, RetryBudget, retry_delay
+
+__all__ = ["Transport"]
+
+logger = logging.getLogger("omni_edit")
+
+USER_AGENT = "omni-edit/0.1 (+aiohttp)"
+# A task object is a few hundred bytes; a body far larger is not the API talking.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+@attrs.define
+class _SendMark:
+    """Per-request trace context: set once aiohttp has written the request's headers.
+    ``None`` means unknown (a caller-owned session has no trace hook of ours)."""
+
+    sent: bool | None = None
+
+
+async def _on_headers_sent(
+    _session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    _params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    mark = ctx.trace_request_ctx
+    if isinstance(mark, _SendMark):
+        mark.sent = True
+
+
+@attrs.frozen
+class _Outcome:
+    attempt: Attempt
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    body: bytes = b""
+    exc: BaseException | None = None
+
+
+class Transport:
+    """Sends ``ApiRequest``s to the API and returns ``(status, body)`` of a 2xx answer.
+
+    Raises ``APIError`` subclasses for HTTP errors, ``APIConnectionError`` /
+    ``APITimeoutError`` when no answer came, ``SubmissionUncertainError`` when a POST may
+    have taken effect, ``MalformedResponseError`` for an absurdly large body.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: Secret,
+        max_concurrency: int,
+        timeout: float,
+        max_retries: int,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_seconds = timeout
+        self._max_retries = max_retries
+        self._max_concurrency = max_concurrency
+        self._session = session
+        self._owns_session = session is None
+        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        self.pause = Pause()
+        self.budget = RetryBudget()
+        self.requests_sent = 0
+        self._closed = False
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session, created on first use inside the running event loop."""
+        if self._closed:
+            raise RuntimeError("this omni_edit client is closed")
+        if self._session is None:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(_on_headers_sent)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_concurrency),
+                # No cookie is kept: none may travel from the API to a result host.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": USER_AGENT},
+                trace_configs=[trace],
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+
+    async def send(self, request: ApiRequest) -> tuple[int, bytes]:
+        """Send with retries; return the 2xx status and body."""
+        spent = 0
+        attempt_no = 0
+        while True:
+            await self.pause.wait()
+            outcome = await self._attempt(request)
+            verdict = judge(outcome.attempt, idempotent=request.idempotent)
+            status = outcome.attempt.status
+            logger.debug(
+                "%s %s -> %s (attempt %d)",
+                request.method,
+                request.path,
+                status if status is not None else outcome.attempt.failure,
+                attempt_no + 1,
+            )
+            if verdict is Verdict.SUCCESS and status is not None:
+                self.budget.release(spent)
+                return status, outcome.body
+            error = self._error(outcome)
+            if verdict is Verdict.UNCERTAIN:
+                raise SubmissionUncertainError(
+                    f"the create request was sent but its answer was lost ({error}); a task"
+                    " may have been created and billed, so it was not sent again"
+                ) from error
+            if verdict is Verdict.RETRY and attempt_no < self._max_retries:
+                delay = self._plan_retry(outcome, error, attempt_no)
+                if delay is not None:
+                    spent += delay[1]
+                    await anyio.sleep(delay[0])
+                    attempt_no += 1
+                    continue
+            raise error
+
+    def _plan_retry(
+        self, outcome: _Outcome, error: APIError | APIConnectionError, attempt_no: int
+    ) -> tuple[float, int] | None:
+        """``(delay, tokens spent)`` for the next attempt, or ``None`` to give up."""
+        retry_after = error.retry_after if isinstance(error, APIError) else None
+        status = outcome.attempt.status
+        throttled = status == 429 or (status == 503 and retry_after is not None)
+        if throttled:
+            # Throttling is paid in time, by the whole client, not from the budget: the
+            # pause already slows everyone down.
+            delay = retry_delay(attempt_no, retry_after)
+            self.pause.pause_for(delay)
+            return 0.0, 0
+        cost = self.budget.acquire(after_timeout=outcome.attempt.failure is Failure.TIMEOUT)
+        if not cost:
+            logger.debug("retry budget exhausted; not retrying")
+            return None
+        return retry_delay(attempt_no, retry_after), cost
+
+    def _error(self, outcome: _Outcome) -> APIError | APIConnectionError:
+        status = outcome.attempt.status
+        if status is not None:
+            return error_from_response(status, outcome.headers, outcome.body)
+        host = self.base_url
+        if outcome.attempt.failure is Failure.TIMEOUT:
+            err: APIConnectionError = APITimeoutError(
+                f"no answer from {host} within {self._timeout_seconds:g} s"
+            )
+        else:
+            err = APIConnectionError(f"could not reach {host}: {outcome.exc}")
+        err.__cause__ = outcome.exc
+        return err
+
+    async def _attempt(self, request: ApiRequest) -> _Outcome:
+        mark = _SendMark(sent=False if self._owns_session else None)
+        headers = {"Authorization": f"Bearer {self._api_key.reveal()}"}
+        data: bytes | None = None
+        if request.json is not None:
+            data = json.dumps(request.json, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self.limiter:
+                self.requests_sent += 1
+                async with self.session.request(
+                    request.method,
+                    self.base_url + request.path,
+                    data=data,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                    trace_request_ctx=mark,
+                ) as resp:
+                    body = await _read_bounded(resp)
+                    return _Outcome(Attempt(status=resp.status), resp.headers, body)
+        except aiohttp.ConnectionTimeoutError as exc:
+            return _Outcome(Attempt(failure=Failure.NOT_SENT), exc=exc)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            kind = Failure.NOT_SENT if mark.sent is False else Failure.TIMEOUT
+            return _Outcome(Attempt(failure=kind), exc=exc)
+        except aiohttp.ClientConnectorError as exc:
+            return _Outcome(Attempt(failure=Failure.NOT_SENT), exc=exc)
+        except aiohttp.ClientError as exc:
+            kind = Failure.NOT_SENT if mark.sent is False else Failure.LOST
+            return _Outcome(Attempt(failure=kind), exc=exc)
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    length = resp.content_length
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise MalformedResponseError(
+                f"response body over {MAX_RESPONSE_BYTES} bytes: not an API answer",
+                status=resp.status,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

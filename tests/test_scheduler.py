@@ -1,0 +1,128 @@
+"""The scheduler's bookkeeping, with a fake task source in place of the API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import omni_edit as oe
+from omni_edit._retry import Pause
+from omni_edit._scheduler import PollScheduler
+
+pytestmark = pytest.mark.anyio
+
+FAST = oe.PollPolicy(min_interval=0.01, max_interval=0.05, default_estimate=0.02, jitter=0.1)
+
+
+class FakeApi:
+    def __init__(self, polls_to_finish: int = 3) -> None:
+        self.gets: dict[str, int] = {}
+        self.polls_to_finish = polls_to_finish
+
+    async def fetch(self, task_id: str) -> oe.Task:
+        n = self.gets[task_id] = self.gets.get(task_id, 0) + 1
+        await anyio.lowlevel.checkpoint()
+        if n >= self.polls_to_finish:
+            return oe.Task(id=task_id, status=oe.TaskStatus.COMPLETED, progress=100)
+        return oe.Task(id=task_id, status=oe.TaskStatus.PROCESSING, progress=30 * n)
+
+
+async def test_many_listeners_of_one_task_share_its_polls() -> None:
+    api = FakeApi()
+    sched = PollScheduler(api.fetch, FAST, Pause())
+    seen: list[list[oe.Task]] = [[] for _ in range(50)]
+    done = anyio.Event()
+
+    def listener_for(i: int):  # type: ignore[no-untyped-def]
+        def listener(task: oe.Task | None, error: BaseException | None) -> None:
+            assert task is not None
+            seen[i].append(task)
+            if all(s and s[-1].is_terminal for s in seen):
+                done.set()
+
+        return listener
+
+    for i in range(50):
+        sched.watch("task-unified-1-a", listener_for(i))
+    with anyio.fail_after(5):
+        await done.wait()
+    assert api.gets == {"task-unified-1-a": 3}
+    assert len(sched) == 0
+    await sched.aclose()
+
+
+async def test_a_task_nobody_watches_is_never_polled_again() -> None:
+    api = FakeApi(polls_to_finish=10**6)
+    sched = PollScheduler(api.fetch, FAST, Pause())
+
+    def listener(task: oe.Task | None, error: BaseException | None) -> None:
+        pass
+
+    sched.watch("task-unified-1-a", listener)
+    await anyio.sleep(0.1)
+    sched.unwatch("task-unified-1-a", listener)
+    await anyio.sleep(0.01)
+    count = api.gets["task-unified-1-a"]
+    await anyio.sleep(0.2)
+    assert api.gets["task-unified-1-a"] == count
+    assert len(sched) == 0
+    await sched.aclose()
+
+
+async def test_the_runner_ends_when_idle_and_restarts_on_a_new_watch() -> None:
+    api = FakeApi(polls_to_finish=1)
+    sched = PollScheduler(api.fetch, FAST, Pause())
+    results: list[oe.Task | None] = []
+    sched.watch("task-unified-1-a", lambda t, e: results.append(t))
+    with anyio.fail_after(2):
+        while sched._runner is not None:
+            await anyio.sleep(0.01)
+    sched.watch("task-unified-1-b", lambda t, e: results.append(t))
+    with anyio.fail_after(2):
+        while len(results) < 2:
+            await anyio.sleep(0.01)
+    assert [t.id for t in results if t] == ["task-unified-1-a", "task-unified-1-b"]
+    await sched.aclose()
+
+
+async def test_a_pause_holds_every_poll_back() -> None:
+    api = FakeApi(polls_to_finish=1)
+    pause = Pause()
+    pause.pause_for(0.3)
+    sched = PollScheduler(api.fetch, FAST, pause)
+    sched.watch("task-unified-1-a", lambda t, e: None)
+    await anyio.sleep(0.2)
+    assert api.gets == {}
+    await anyio.sleep(0.3)
+    assert api.gets == {"task-unified-1-a": 1}
+    await sched.aclose()
+
+
+async def test_fatal_poll_errors_reach_the_listeners() -> None:
+    async def fetch(task_id: str) -> oe.Task:
+        raise oe.NotFoundError("gone", status=404)
+
+    sched = PollScheduler(fetch, FAST, Pause())
+    errors: list[BaseException | None] = []
+    sched.watch("task-unified-1-a", lambda t, e: errors.append(e))
+    with anyio.fail_after(2):
+        while not errors:
+            await anyio.sleep(0.01)
+    assert isinstance(errors[0], oe.NotFoundError)
+    await sched.aclose()
+
+
+async def test_aclose_leaves_no_task_behind() -> None:
+    before = asyncio.all_tasks()
+    api = FakeApi(polls_to_finish=10**6)
+    sched = PollScheduler(api.fetch, FAST, Pause())
+    errors: list[BaseException | None] = []
+    for i in range(20):
+        sched.watch(f"task-unified-1-{i}", lambda t, e: errors.append(e))
+    await anyio.sleep(0.05)
+    await sched.aclose()
+    assert asyncio.all_tasks() - before == set()
+    assert any(isinstance(e, RuntimeError) for e in errors)

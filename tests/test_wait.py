@@ -1,0 +1,153 @@
+"""wait(): the shared scheduler against the emulator."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import omni_edit as oe
+from omni_edit.emulator import Emulator
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-test-wait"
+CLIP = "https://media.example.com/clip.mp4"
+FAST = oe.PollPolicy(min_interval=0.05, max_interval=0.5, jitter=0.1)
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(processing_time=(0.4, 0.6), estimated_time=0.5, seed=3) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
+    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST, max_concurrency=8) as c:
+        yield c
+
+
+def _gets_per_task(emu: Emulator) -> Counter[str]:
+    return Counter(r.path.rsplit("/", 1)[1] for r in emu.stats.requests if r.method == "GET")
+
+
+async def test_wait_returns_the_completed_task(client: oe.Client) -> None:
+    task = await client.submit(CLIP, "warmer")
+    done = await client.wait(task)
+    assert done.status is oe.TaskStatus.COMPLETED
+    assert done.result_url is not None
+
+
+async def test_many_concurrent_waits_share_one_scheduler(client: oe.Client, emu: Emulator) -> None:
+    tasks = [await client.submit(CLIP, f"p{i}") for i in range(20)]
+    results: list[oe.Task] = []
+
+    async def waiter(task: oe.Task) -> None:
+        results.append(await client.wait(task))
+
+    async with anyio.create_task_group() as tg:
+        for task in tasks:
+            for _ in range(10):  # ten waiters per task
+                tg.start_soon(waiter, task)
+    assert len(results) == 200
+    assert all(r.status is oe.TaskStatus.COMPLETED for r in results)
+    gets = _gets_per_task(emu)
+    assert set(gets) == {t.id for t in tasks}
+    # Ten waiters poll like one: a handful of GETs per task, not ten handfuls.
+    assert max(gets.values()) <= 6, gets
+
+
+async def test_on_progress_sees_every_change_sync_and_async(client: oe.Client) -> None:
+    task = await client.submit(CLIP, "warmer")
+    sync_seen: list[tuple[str, int]] = []
+    async_seen: list[tuple[str, int]] = []
+
+    async def record(t: oe.Task) -> None:
+        await anyio.lowlevel.checkpoint()
+        async_seen.append((t.status.value, t.progress))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: client.wait(task, on_progress=record))
+        await client.wait(
+            task, on_progress=lambda t: sync_seen.append((t.status.value, t.progress))
+        )
+    assert sync_seen[-1] == ("completed", 100)
+    progress = [p for _, p in sync_seen]
+    assert progress == sorted(progress)
+    assert len(set(sync_seen)) == len(sync_seen)  # changes only, no repeats
+    assert async_seen[-1] == ("completed", 100)
+
+
+async def test_failed_task_raises_task_failed_error(client: oe.Client, emu: Emulator) -> None:
+    task = await client.submit(CLIP, "warmer")
+    emu.fail(task.id, code="generation_timeout")
+    with pytest.raises(oe.TaskFailedError) as info:
+        await client.wait(task.id)
+    assert info.value.task.status is oe.TaskStatus.FAILED
+    assert info.value.code == "generation_timeout"
+    assert info.value.retryable
+
+
+async def test_cancelled_task_raises_task_failed_error(client: oe.Client, emu: Emulator) -> None:
+    task = await client.submit(CLIP, "warmer")
+    emu.cancel(task.id)
+    with pytest.raises(oe.TaskFailedError) as info:
+        await client.wait(task.id)
+    assert info.value.task.status is oe.TaskStatus.CANCELLED
+
+
+async def test_timeout_raises_wait_timeout_error_with_the_last_task(
+    emu: Emulator,
+) -> None:
+    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST) as c:
+        task = await c.submit(CLIP, "warmer")
+        with pytest.raises(oe.WaitTimeoutError) as info:
+            await c.wait(task, timeout=0.1)
+    assert info.value.task is not None
+    assert info.value.task.id == task.id
+    assert isinstance(info.value, TimeoutError)
+
+
+async def test_a_cancelled_wait_stops_its_polling(client: oe.Client, emu: Emulator) -> None:
+    emu_slow = oe.PollPolicy(min_interval=0.05, max_interval=0.05, jitter=0)
+    client._scheduler.policy = emu_slow
+    task = await client.submit(CLIP, "warmer")
+    with anyio.move_on_after(0.2):
+        await client.wait(task.id)
+    await anyio.sleep(0.06)  # a poll already in flight may land
+    count = _gets_per_task(emu)[task.id]
+    assert count >= 1
+    await anyio.sleep(0.3)
+    assert _gets_per_task(emu)[task.id] == count
+    assert len(client._scheduler) == 0
+
+
+async def test_waiting_on_an_unknown_id_raises_not_found(client: oe.Client) -> None:
+    with pytest.raises(oe.NotFoundError):
+        await client.wait("task-unified-1-doesnotexist")
+
+
+async def test_a_terminal_task_returns_without_a_request(client: oe.Client, emu: Emulator) -> None:
+    task = await client.wait(await client.submit(CLIP, "warmer"))
+    before = len(emu.stats.requests)
+    assert await client.wait(task) is task
+    assert len(emu.stats.requests) == before
+
+
+async def test_first_poll_is_timed_by_estimated_time() -> None:
+    async with (
+        Emulator(processing_time=(1.0, 1.0), estimated_time=1.0) as emu,
+        oe.Client(KEY, base_url=emu.base_url, poll=oe.PollPolicy(min_interval=0.05, jitter=0)) as c,
+    ):
+        task = await c.submit(CLIP, "warmer")
+        start = time.monotonic()
+        await c.wait(task)
+        gets = sorted(r.time for r in emu.stats.requests if r.method == "GET")
+    assert gets[0] - start >= 0.45  # half the estimate: nothing can finish sooner
+    # Fixed polling at min_interval would take about 20 GETs.
+    assert len(gets) <= 7
