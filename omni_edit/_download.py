@@ -55,6 +55,8 @@ class ResultFetcher:
 
     def __init__(self, limiter: anyio.CapacityLimiter, *, timeout: float) -> None:
         self._limiter = limiter
+        self.max_attempts = MAX_ATTEMPTS
+        self.backoff_cap = 5.0
         # A stalled transfer fails after ``timeout`` without data, however long the file.
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -148,13 +150,13 @@ class ResultFetcher:
                 _rewind(out)
             except (aiohttp.ClientError, TimeoutError, _Transient) as exc:
                 failures += 1
-                if failures >= MAX_ATTEMPTS:
+                if failures >= self.max_attempts:
                     raise DownloadError(
                         f"could not download {redact_url(url)}: {exc}"
                         + (f" (after {failures} attempts)" if failures > 1 else "")
                     ) from exc
                 logger.debug("download interrupted at %d bytes (%s); resuming", out.tell(), exc)
-                await anyio.sleep(backoff_delay(failures - 1, cap=5.0))
+                await anyio.sleep(backoff_delay(failures - 1, cap=self.backoff_cap))
 
 
 @attrs.define

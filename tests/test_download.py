@@ -122,8 +122,9 @@ async def test_repeated_drops_fail_without_leaving_any_file(
     client: oe.Client, emu: Emulator, done: oe.Task, tmp_path: Path
 ) -> None:
     emu.inject_result(Fault.drop_after_bytes(0), times=20)
+    client._results.backoff_cap = 0.05
     dest = tmp_path / "clip.mp4"
-    with pytest.raises(oe.DownloadError):
+    with pytest.raises(oe.DownloadError, match="after 6 attempts"):
         await client.download(done, dest)
     assert not dest.exists()
     assert _leftovers(tmp_path) == []
