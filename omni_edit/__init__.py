@@ -8,6 +8,7 @@
 The names below are the whole public surface; modules starting with ``_`` are private.
 """
 
+from ._batch import BatchProgress
 from ._client import Client
 from ._exceptions import (
     APIConnectionError,
@@ -49,6 +50,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "Client",
     "DownloadError",
     "EditOutcome",

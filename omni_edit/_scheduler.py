@@ -53,6 +53,7 @@ class _Watch:
         "first_at",
         "first_progress",
         "listeners",
+        "poll",
         "polling",
         "task",
         "task_id",
@@ -64,6 +65,7 @@ class _Watch:
         self.listeners: list[Listener] = []
         self.due = 0.0
         self.polling = False
+        self.poll: asyncio.Task[None] | None = None
         self.failures = 0
         self.callback = callback
         # Progress is rated from the first observation onwards, and the first estimate
@@ -150,6 +152,10 @@ class PollScheduler:
         if not watch.listeners:
             # Its heap entry stays behind and is skipped when popped.
             del self._watches[task_id]
+            if watch.poll is not None:
+                watch.poll.cancel()  # nobody waits for its answer any more
+            if not self._watches:
+                self._wakeup.set()  # let an idle runner end now
 
     def deliver(self, task: Task) -> None:
         """A fresh read of ``task`` (a verified callback, a user's ``get``): tell its
@@ -181,6 +187,7 @@ class PollScheduler:
                         continue
                     watch.polling = True
                     poll = asyncio.get_running_loop().create_task(self._poll(watch))
+                    watch.poll = poll
                     self._polls.add(poll)
                     poll.add_done_callback(self._poll_done)
                 self._wakeup.clear()
@@ -200,7 +207,9 @@ class PollScheduler:
         try:
             self.polls_sent += 1
             task = await self._fetch(watch.task_id)
+            watch.poll = None
         except (RateLimitError, ServerError, APIConnectionError) as exc:
+            watch.poll = None
             watch.polling = False
             watch.failures += 1
             if watch.failures >= MAX_CONSECUTIVE_POLL_FAILURES:
@@ -212,6 +221,7 @@ class PollScheduler:
                 self._schedule(watch, now + delay)
             return
         except OmniEditError as exc:
+            watch.poll = None
             watch.polling = False
             self._fail(watch, exc)
             return

@@ -1,0 +1,412 @@
+"""``edit_many``: thousands of clips, one call, outcomes streaming back as they finish.
+
+Shape: a runner task reads the inputs lazily and starts one worker per open edit; at
+most ``concurrency`` edits are open (a slot is taken before the next input is read and
+given back only once its outcome has been handed over, so a slow consumer slows the
+reading down instead of piling outcomes up). Workers submit, wait on the client's
+shared scheduler, download, and record every step in the journal. The async iterator
+owns the runner: closing it (``break``, cancellation, ``aclose``) cancels the runner,
+its task group cancels the workers, and nothing is left behind.
+
+Every input yields exactly one ``EditOutcome``; a failure is an outcome, never an
+exception that ends the batch. Auth and quota refusals (401/402/403) would fail every
+input alike: the first one stops new submissions, and the inputs not yet submitted end
+with that error while open edits still finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    InsufficientQuotaError,
+    OmniEditError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    ValidationError,
+)
+from ._journal import Journal, JournalEntry, JournalState, fingerprint
+from ._models import EditOutcome, EditRequest, Task, TaskError, TaskStatus
+from ._retry import backoff_delay, retry_delay
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["BatchOptions", "BatchProgress", "coerce_request", "run_edit_many"]
+
+logger = logging.getLogger("omni_edit")
+
+Input = EditRequest | tuple[str, ...] | Mapping[str, Any]
+# Refusals that certainly created nothing, worth waiting out inside a batch rather than
+# ending the input: a batch outlives a throttling episode.
+_SUBMIT_RETRIES = 8
+_HALTING = (AuthenticationError, PermissionDeniedError, InsufficientQuotaError)
+# Resubmitting a task that failed "later"-retryably (API.md): give the service time.
+TASK_RETRY_BASE = 5.0
+
+
+@attrs.frozen
+class BatchProgress:
+    """A batch's counts so far: ``submitted`` tasks created by this run, ``running``
+    edits open, ``done`` and ``failed`` outcomes, ``credits_reserved`` by this run."""
+
+    submitted: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    credits_reserved: float = 0.0
+
+
+@attrs.frozen
+class BatchOptions:
+    concurrency: int
+    download_dir: Path | None = None
+    journal: str | None = None
+    on_progress: Callable[[BatchProgress], Awaitable[None] | None] | None = None
+    resubmit_uncertain: bool = False
+    preflight: bool = False
+    task_retries: int = 2
+
+
+def coerce_request(raw: object) -> EditRequest:
+    """An ``EditRequest`` from one input: itself, ``(video_url, prompt[, callback_url])``
+    or a mapping with those keys. ``ValidationError`` for anything else."""
+    if isinstance(raw, EditRequest):
+        return raw
+    if isinstance(raw, Mapping):
+        unknown = set(raw) - {"video_url", "prompt", "callback_url"}
+        if unknown:
+            raise ValidationError(f"unknown keys in input: {', '.join(sorted(unknown))}")
+        if "video_url" not in raw or "prompt" not in raw:
+            raise ValidationError("an input needs 'video_url' and 'prompt'")
+        return EditRequest(raw["video_url"], raw["prompt"], raw.get("callback_url"))
+    if isinstance(raw, tuple) and len(raw) in (2, 3):
+        return EditRequest(*raw)
+    raise ValidationError(
+        f"an input must be an EditRequest, a (video_url, prompt) tuple or a dict, not"
+        f" {type(raw).__name__}"
+    )
+
+
+def output_name(request: EditRequest) -> str:
+    """A file name derived from the input alone, stable across reruns and orderings."""
+    stem = Path(request.video_url.split("?", 1)[0]).stem
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-")[:48] or "clip"
+    digest = fingerprint(request.video_url, request.prompt, request.callback_url)
+    return f"{stem}-{digest[:10]}.mp4"
+
+
+async def _inputs(requests: Iterable[Input] | AsyncIterable[Input]) -> AsyncIterator[Input]:
+    if isinstance(requests, AsyncIterable):
+        async for item in requests:
+            yield item
+    else:
+        for item in requests:
+            yield item
+
+
+class _Batch:
+    def __init__(self, client: Client, options: BatchOptions) -> None:
+        self.client = client
+        self.options = options
+        self.journal: Journal | None = None
+        self.halt: OmniEditError | None = None
+        self.progress = BatchProgress()
+        self._reported = BatchProgress()
+
+    async def run(
+        self,
+        requests: Iterable[Input] | AsyncIterable[Input],
+        send: MemoryObjectSendStream[EditOutcome],
+    ) -> None:
+        async with send:
+            if self.options.journal is not None:
+                self.journal = await Journal.open(self.options.journal)
+            try:
+                slots = anyio.Semaphore(self.options.concurrency)
+                broken: Exception | None = None
+                async with anyio.create_task_group() as tg:
+                    index = 0
+                    try:
+                        async for raw in _inputs(requests):
+                            if self.halt is not None:
+                                # Nothing to wait for: answer now, at the consumer's pace.
+                                outcome = self._halted(index, raw)
+                                await self._report()
+                                await send.send(outcome)
+                            else:
+                                await slots.acquire()
+                                tg.start_soon(self._worker, index, raw, slots, send)
+                            index += 1
+                    except Exception as exc:
+                        # The inputs themselves failed. Edits already open are billed:
+                        # they finish and report before the error reaches the caller.
+                        broken = exc
+                if broken is not None:
+                    raise broken
+            finally:
+                if self.journal is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self.journal.close()
+
+    def _halted(self, index: int, raw: Input) -> EditOutcome:
+        try:
+            request: EditRequest | None = coerce_request(raw)
+        except ValidationError:
+            request = None
+        self._count(failed=1)
+        return EditOutcome(index=index, request=request, error=self.halt)
+
+    async def _worker(
+        self,
+        index: int,
+        raw: Input,
+        slots: anyio.Semaphore,
+        send: MemoryObjectSendStream[EditOutcome],
+    ) -> None:
+        try:
+            outcome = await self._edit(index, raw)
+            if outcome.ok:
+                self._count(done=1)
+            else:
+                self._count(failed=1)
+            await self._report()
+            await send.send(outcome)
+        finally:
+            slots.release()
+
+    # --- One input ------------------------------------------------------------------------
+
+    async def _edit(self, index: int, raw: Input) -> EditOutcome:
+        try:
+            request = coerce_request(raw)
+        except ValidationError as exc:
+            return EditOutcome(index=index, request=None, error=exc)
+        digest = fingerprint(request.video_url, request.prompt, request.callback_url)
+        task: Task | None = None
+        try:
+            entry = await self.journal.get(index) if self.journal else None
+            if entry is not None and entry.fingerprint != digest:
+                raise ValidationError(
+                    f"the journal records input #{index} as a different clip or prompt: use"
+                    " a new journal file for different inputs"
+                )
+            resumed = self._resume(entry)
+            if isinstance(resumed, EditOutcome):
+                return attrs.evolve(resumed, index=index, request=request)
+            task_id, attempts = resumed
+            while True:
+                if task_id is None:
+                    task = await self._submit(index, digest, request, attempts)
+                    attempts += 1
+                    task_id = task.id
+                self._count(running=1)
+                await self._report()
+                try:
+                    task = await self.client.wait(task or task_id)
+                except TaskFailedError as exc:
+                    task = exc.task
+                    if not exc.retryable or attempts > self.options.task_retries:
+                        raise
+                    logger.info("input %d: task failed with %s; resubmitting", index, exc.code)
+                    delay = backoff_delay(attempts, base=TASK_RETRY_BASE, cap=300)
+                    await anyio.sleep(delay)
+                    task, task_id = None, None
+                    continue
+                finally:
+                    self._count(running=-1)
+                break
+            path = await self._save(task, request)
+            if self.journal:
+                await self.journal.completed(
+                    index, digest, task.id, task.result_url, str(path) if path else None
+                )
+            return EditOutcome(index=index, request=request, task=task, path=path)
+        except Exception as exc:
+            if not isinstance(exc, OmniEditError):
+                logger.exception("input %d failed unexpectedly", index)
+            await self._record_failure(index, digest, exc, task)
+            return EditOutcome(index=index, request=request, task=task, error=exc)
+
+    def _resume(self, entry: JournalEntry | None) -> EditOutcome | tuple[str | None, int]:
+        """What an earlier run left: a finished outcome, or (task id to wait on, attempts)."""
+        if entry is None:
+            return None, 0
+        state = entry.state
+        if state is JournalState.COMPLETED:
+            task = Task(
+                id=entry.task_id or "",
+                status=TaskStatus.COMPLETED,
+                progress=100,
+                results=(entry.result_url,) if entry.result_url else (),
+            )
+            path = Path(entry.path) if entry.path else None
+            wanted = self.options.download_dir is not None
+            if not wanted or (path is not None and path.exists()):
+                return EditOutcome(index=entry.index, request=None, task=task, path=path)
+            return entry.task_id, entry.attempts
+        if state is JournalState.SUBMITTED:
+            return entry.task_id, entry.attempts
+        if state is JournalState.FAILED:
+            if entry.retryable:
+                return None, entry.attempts
+            return EditOutcome(index=entry.index, request=None, error=_recorded_error(entry))
+        # SUBMITTING or UNCERTAIN: a task may exist, and be billed.
+        if self.options.resubmit_uncertain:
+            return None, entry.attempts
+        return EditOutcome(
+            index=entry.index,
+            request=None,
+            error=SubmissionUncertainError(
+                "an earlier run sent this input's create request and never learnt the"
+                " answer: a task may exist and be billed. Pass resubmit_uncertain=True to"
+                " submit it again anyway."
+            ),
+        )
+
+    async def _submit(self, index: int, digest: str, request: EditRequest, attempts: int) -> Task:
+        if self.halt is not None:
+            raise self.halt
+        if self.options.preflight:
+            await self.client._preflight(request.video_url)
+        for refusal in range(_SUBMIT_RETRIES + 1):
+            # Shielded for about one request's time: a cancel mid-POST would leave the
+            # outcome unknown, and the journal with an uncertain input.
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + self.client.timeout + 5
+                if self.journal:
+                    await self.journal.submitting(index, digest, attempts + 1)
+                try:
+                    task = await self.client.submit(
+                        request.video_url, request.prompt, callback_url=request.callback_url
+                    )
+                except (RateLimitError, ServerError, APIConnectionError) as exc:
+                    # Reaching here (not SubmissionUncertainError) means nothing was made.
+                    if self.journal:
+                        await self.journal.failed(
+                            index, digest, code=None, message=str(exc), retryable=True
+                        )
+                    if refusal == _SUBMIT_RETRIES:
+                        raise
+                    retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+                    wait = retry_delay(refusal, retry_after)
+                else:
+                    if self.journal:
+                        credits = task.usage.credits_reserved if task.usage else None
+                        await self.journal.submitted(index, task.id, credits)
+                    reserved = task.usage.credits_reserved if task.usage else None
+                    self._count(submitted=1, credits=reserved or 0.0)
+                    return task
+            if scope.cancelled_caught:
+                raise SubmissionUncertainError("the batch was cancelled during a create request")
+            await anyio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    async def _save(self, task: Task, request: EditRequest) -> Path | None:
+        if self.options.download_dir is None:
+            return None
+        return await self.client.download(task, self.options.download_dir / output_name(request))
+
+    async def _record_failure(
+        self, index: int, digest: str, exc: Exception, task: Task | None
+    ) -> None:
+        if isinstance(exc, _HALTING) and self.halt is None:
+            self.halt = exc
+        if self.journal is None:
+            return
+        with anyio.CancelScope(shield=True):
+            if isinstance(exc, SubmissionUncertainError):
+                await self.journal.uncertain(index, str(exc))
+                return
+            code = exc.code if isinstance(exc, TaskFailedError) else None
+            retryable = isinstance(exc, TaskFailedError) and exc.retryable
+            retryable = retryable or isinstance(
+                exc, (RateLimitError, ServerError, APIConnectionError)
+            )
+            await self.journal.failed(
+                index,
+                digest,
+                code=code,
+                message=str(exc),
+                retryable=retryable,
+                task_id=task.id if task else None,
+            )
+
+    # --- Progress -------------------------------------------------------------------------
+
+    def _count(
+        self,
+        *,
+        submitted: int = 0,
+        running: int = 0,
+        done: int = 0,
+        failed: int = 0,
+        credits: float = 0.0,
+    ) -> None:
+        p = self.progress
+        self.progress = BatchProgress(
+            submitted=p.submitted + submitted,
+            running=p.running + running,
+            done=p.done + done,
+            failed=p.failed + failed,
+            credits_reserved=p.credits_reserved + credits,
+        )
+
+    async def _report(self) -> None:
+        """Tell ``on_progress`` the counts, if they changed since it last heard."""
+        callback = self.options.on_progress
+        if callback is not None and self.progress != self._reported:
+            self._reported = self.progress
+            result = callback(self.progress)
+            if inspect.isawaitable(result):
+                await result
+
+
+def _recorded_error(entry: JournalEntry) -> OmniEditError:
+    message = entry.error_message or "failed in an earlier run"
+    if entry.task_id and entry.error_code:
+        task = Task(
+            id=entry.task_id,
+            status=TaskStatus.FAILED,
+            error=TaskError(entry.error_code, message),
+        )
+        return TaskFailedError(task)
+    return OmniEditError(message)
+
+
+async def run_edit_many(
+    client: Client, requests: Iterable[Input] | AsyncIterable[Input], options: BatchOptions
+) -> AsyncIterator[EditOutcome]:
+    """The async iterator behind ``Client.edit_many``."""
+    batch = _Batch(client, options)
+    send, receive = anyio.create_memory_object_stream[EditOutcome](options.concurrency)
+    runner = asyncio.get_running_loop().create_task(
+        batch.run(requests, send), name="omni_edit edit_many"
+    )
+    try:
+        async with receive:
+            async for outcome in receive:
+                yield outcome
+        # The inputs ran out, or the runner failed (an input iterator that raised).
+        await runner
+    finally:
+        if not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner

@@ -1,0 +1,341 @@
+"""edit_many against the emulator: one outcome per input, nothing created twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import omni_edit as oe
+from omni_edit import _batch
+from omni_edit._journal import Journal, JournalState
+from omni_edit.emulator import Emulator, Fault
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-test-batch"
+FAST = oe.PollPolicy(min_interval=0.02, max_interval=0.2)
+
+
+def _inputs(n: int) -> list[tuple[str, str]]:
+    return [(f"https://media.example.com/c{i}.mp4", f"prompt {i}") for i in range(n)]
+
+
+def _created(emu: Emulator) -> Counter[str]:
+    return Counter(t.prompt for t in emu.tasks.values())
+
+
+def _sdk_tasks(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
+    """Tasks started since ``before``, leaving out the emulator's own server side."""
+
+    def ours(task: asyncio.Task[object]) -> bool:
+        code = getattr(task.get_coro(), "cr_code", None)
+        where = code.co_filename if code else ""
+        return "web_protocol" not in where and "/emulator/" not in where
+
+    return {t for t in asyncio.all_tasks() - before if ours(t)}
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(processing_time=(0.05, 0.2), estimated_time=0.1, seed=4) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
+    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST, max_concurrency=4) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def quick_task_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_batch, "TASK_RETRY_BASE", 0.01)
+
+
+async def _collect(it: AsyncIterator[oe.EditOutcome]) -> list[oe.EditOutcome]:
+    return [o async for o in it]
+
+
+async def test_every_input_yields_one_completed_outcome(client: oe.Client, emu: Emulator) -> None:
+    outcomes = await _collect(client.edit_many(_inputs(30), concurrency=8))
+    assert sorted(o.index for o in outcomes) == list(range(30))
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    assert all(o.task is not None and o.task.result_url for o in outcomes)
+    assert max(_created(emu).values()) == 1
+    assert len(emu.tasks) == 30
+    assert emu.stats.max_in_flight <= 4
+
+
+async def test_outcomes_stream_in_completion_order() -> None:
+    # Tasks that would run for a minute, finished by hand in reverse input order.
+    async with (
+        Emulator(processing_time=(60, 60), estimated_time=0.1) as emu,
+        oe.Client(KEY, base_url=emu.base_url, poll=FAST) as c,
+    ):
+        order: list[int] = []
+
+        async def consume() -> None:
+            async for outcome in c.edit_many(_inputs(4), concurrency=4):
+                order.append(outcome.index)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            with anyio.fail_after(5):
+                while len(emu.tasks) < 4:
+                    await anyio.sleep(0.01)
+            by_prompt = {t.prompt: t.id for t in emu.tasks.values()}
+            for i in reversed(range(4)):
+                emu.complete(by_prompt[f"prompt {i}"])
+                await anyio.sleep(0.3)
+    assert order == [3, 2, 1, 0]
+
+
+async def test_faults_never_create_an_input_twice() -> None:
+    async with (
+        Emulator(
+            processing_time=(0.05, 0.15),
+            estimated_time=0.1,
+            rate_5xx=0.1,
+            rate_429=0.05,
+            drop_rate=0.05,
+            failure_rate=0.1,
+            failure_codes=("service_error", "content_policy_violation"),
+            seed=21,
+        ) as emu,
+        oe.Client(KEY, base_url=emu.base_url, poll=FAST, max_concurrency=4, max_retries=6) as c,
+    ):
+        outcomes = await _collect(c.edit_many(_inputs(40), concurrency=10))
+        created = _created(emu)
+        tasks_by_prompt: dict[str, list[str]] = {}
+        for task in sorted(emu.tasks.values(), key=lambda t: t.created):
+            tasks_by_prompt.setdefault(task.prompt, []).append(task.id)
+        earlier_failures = {
+            p: [(emu.tasks[i].status, emu.tasks[i].error_code) for i in ids[:-1]]
+            for p, ids in tasks_by_prompt.items()
+        }
+    assert sorted(o.index for o in outcomes) == list(range(40))
+    assert emu.stats.max_in_flight <= 4
+    # An input is created again only after its task failed with a retryable code.
+    for prompt, earlier in earlier_failures.items():
+        assert all(status == "failed" and code == "service_error" for status, code in earlier), (
+            prompt,
+            created[prompt],
+            earlier,
+        )
+    assert sum(o.ok for o in outcomes) >= 20
+
+
+async def test_retryable_task_failures_are_resubmitted_a_few_times() -> None:
+    async with (
+        Emulator(processing_time=(0.02, 0.05), failure_rate=1.0, seed=2) as emu,
+        oe.Client(KEY, base_url=emu.base_url, poll=FAST) as c,
+    ):
+        [outcome] = await _collect(c.edit_many(_inputs(1), task_retries=2))
+    assert isinstance(outcome.error, oe.TaskFailedError)
+    assert outcome.error.code == "service_error"
+    assert _created(emu)["prompt 0"] == 3  # the first try and two retries
+
+
+async def test_client_errors_of_a_task_are_not_resubmitted() -> None:
+    async with (
+        Emulator(
+            processing_time=(0.02, 0.05),
+            failure_rate=1.0,
+            failure_codes=("content_policy_violation",),
+        ) as emu,
+        oe.Client(KEY, base_url=emu.base_url, poll=FAST) as c,
+    ):
+        [outcome] = await _collect(c.edit_many(_inputs(1)))
+    assert isinstance(outcome.error, oe.TaskFailedError)
+    assert _created(emu)["prompt 0"] == 1
+
+
+async def test_bad_inputs_are_outcomes_and_the_rest_go_on(client: oe.Client) -> None:
+    inputs: list[object] = [
+        ("https://m.example/a.mp4", "ok"),
+        ("https://m.example/b.mp4", ""),
+        ("ftp://m.example/c.mp4", "bad scheme"),
+        {"video_url": "https://m.example/d.mp4", "prompt": "dict ok"},
+        {"video": "https://m.example/e.mp4"},
+        42,
+        oe.EditRequest("https://m.example/f.mp4", "request ok"),
+    ]
+    outcomes = {o.index: o for o in await _collect(client.edit_many(inputs))}  # type: ignore[arg-type]
+    assert {i for i, o in outcomes.items() if o.ok} == {0, 3, 6}
+    for i in (1, 2, 4, 5):
+        assert isinstance(outcomes[i].error, oe.ValidationError)
+
+
+async def test_download_dir_gets_each_result_under_a_stable_name(
+    client: oe.Client, tmp_path: Path
+) -> None:
+    outcomes = await _collect(client.edit_many(_inputs(5), download_dir=tmp_path))
+    paths = {o.index: o.path for o in outcomes}
+    assert all(p is not None and p.exists() and p.parent == tmp_path for p in paths.values())
+    again = await _collect(client.edit_many(_inputs(5), download_dir=tmp_path / "2"))
+    assert {o.index: o.path.name for o in again if o.path} == {
+        i: p.name for i, p in paths.items() if p
+    }
+
+
+async def test_inputs_are_read_lazily(client: oe.Client) -> None:
+    pulled: list[int] = []
+
+    def endless() -> Iterator[tuple[str, str]]:
+        i = 0
+        while True:
+            pulled.append(i)
+            yield (f"https://m.example/{i}.mp4", f"p{i}")
+            i += 1
+
+    async with contextlib.aclosing(client.edit_many(endless(), concurrency=3)) as it:
+        async for outcome in it:
+            assert outcome.ok
+            break
+    # Three open edits, a few outcomes buffered for the consumer, no more.
+    assert len(pulled) <= 3 + 3 + 2
+
+
+async def test_breaking_out_early_leaves_no_pending_task(client: oe.Client, emu: Emulator) -> None:
+    before = asyncio.all_tasks()
+    async for _ in client.edit_many(_inputs(50), concurrency=5):
+        break
+    with anyio.fail_after(2):
+        while _sdk_tasks(before):
+            await asyncio.sleep(0.01)
+    # No more requests once the iterator is gone.
+    count = len(emu.stats.requests)
+    await anyio.sleep(0.3)
+    assert len(emu.stats.requests) == count
+
+
+async def test_cancelling_the_consumer_stops_everything(client: oe.Client, emu: Emulator) -> None:
+    before = asyncio.all_tasks()
+    seen: list[oe.EditOutcome] = []
+    with anyio.move_on_after(0.15):
+        async with contextlib.aclosing(client.edit_many(_inputs(200), concurrency=5)) as it:
+            async for outcome in it:
+                seen.append(outcome)
+    with anyio.fail_after(1):  # the scheduler's runner notices it is idle within a tick
+        while _sdk_tasks(before):
+            await asyncio.sleep(0.01)
+    assert len(seen) < 200
+
+
+async def test_on_progress_hears_every_change(client: oe.Client) -> None:
+    seen: list[oe.BatchProgress] = []
+    outcomes = await _collect(client.edit_many(_inputs(6), on_progress=seen.append))
+    assert len(outcomes) == 6
+    assert seen[-1].done == 6
+    assert seen[-1].failed == 0
+    assert seen[-1].running == 0
+    assert seen[-1].submitted == 6
+    assert seen[-1].credits_reserved > 0
+    assert max(p.running for p in seen) >= 1
+    assert len(set(seen)) == len(seen)
+
+
+async def test_an_input_iterator_that_raises_reaches_the_consumer(client: oe.Client) -> None:
+    def broken() -> Iterator[tuple[str, str]]:
+        yield ("https://m.example/a.mp4", "a")
+        raise RuntimeError("manifest unreadable")
+
+    with pytest.raises(RuntimeError, match="manifest unreadable"):
+        await _collect(client.edit_many(broken()))
+
+
+async def test_async_iterable_inputs_are_accepted(client: oe.Client) -> None:
+    async def source() -> AsyncIterator[tuple[str, str]]:
+        for item in _inputs(4):
+            await anyio.lowlevel.checkpoint()
+            yield item
+
+    outcomes = await _collect(client.edit_many(source()))
+    assert sorted(o.index for o in outcomes) == [0, 1, 2, 3]
+
+
+async def test_auth_failure_stops_new_submissions() -> None:
+    async with (
+        Emulator(api_keys={"the-right-key"}) as emu,
+        oe.Client("a-wrong-key", base_url=emu.base_url, poll=FAST) as c,
+    ):
+        outcomes = await _collect(c.edit_many(_inputs(100), concurrency=4))
+        posts = sum(1 for r in emu.stats.requests if r.method == "POST")
+    assert len(outcomes) == 100
+    assert all(isinstance(o.error, oe.AuthenticationError) for o in outcomes)
+    assert posts <= 4
+
+
+# --- Journal --------------------------------------------------------------------------------
+
+
+async def test_a_rerun_with_the_journal_skips_what_is_done(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    first = await _collect(client.edit_many(_inputs(8), journal=journal, download_dir=tmp_path))
+    assert all(o.ok for o in first)
+    requests_before = len(emu.stats.requests)
+    again = await _collect(client.edit_many(_inputs(8), journal=journal, download_dir=tmp_path))
+    assert all(o.ok for o in again)
+    assert {o.index: o.path for o in again} == {o.index: o.path for o in first}
+    assert len(emu.stats.requests) == requests_before  # nothing sent at all
+
+
+async def test_a_rerun_resumes_waiting_on_submitted_inputs(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    async with contextlib.aclosing(
+        client.edit_many(_inputs(20), journal=journal, concurrency=20)
+    ) as it:
+        async for _ in it:
+            break  # the other inputs are submitted and left waiting
+    rerun = await _collect(client.edit_many(_inputs(20), journal=journal, concurrency=20))
+    assert all(o.ok for o in rerun)
+    assert max(_created(emu).values()) == 1
+    assert len(emu.tasks) == 20
+
+
+async def test_an_uncertain_submission_is_not_resubmitted_unless_asked(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    emu.inject(Fault.drop_after(), method="POST")
+    [outcome] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert isinstance(outcome.error, oe.SubmissionUncertainError)
+    j = await Journal.open(journal)
+    entry = await j.get(0)
+    await j.close()
+    assert entry is not None
+    assert entry.state is JournalState.UNCERTAIN
+
+    [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert isinstance(again.error, oe.SubmissionUncertainError)
+    assert _created(emu)["prompt 0"] == 1
+
+    [forced] = await _collect(
+        client.edit_many(_inputs(1), journal=journal, resubmit_uncertain=True)
+    )
+    assert forced.ok
+    assert _created(emu)["prompt 0"] == 2
+
+
+async def test_a_journal_for_other_inputs_is_refused(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    await _collect(client.edit_many(_inputs(2), journal=journal))
+    other = [("https://m.example/x.mp4", "something else"), *_inputs(2)[1:]]
+    outcomes = {o.index: o for o in await _collect(client.edit_many(other, journal=journal))}
+    assert isinstance(outcomes[0].error, oe.ValidationError)
+    assert "journal" in str(outcomes[0].error)
+    assert outcomes[1].ok
+    assert len(emu.tasks) == 2
