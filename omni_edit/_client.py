@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import nullcontext
 from os import PathLike
 from pathlib import Path
@@ -17,7 +17,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
-from ._constants import API_KEY_ENV_VARS, BASE_URL_ENV_VAR, DEFAULT_BASE_URL
+from ._batch import BatchOptions, BatchProgress, Input, run_edit_many
+from ._constants import (
+    API_KEY_ENV_VARS,
+    BASE_URL_ENV_VAR,
+    DEFAULT_BASE_URL,
+    MAX_VIDEO_SECONDS,
+)
 from ._convert import decode_json, structure_task
 from ._download import ResultFetcher
 from ._exceptions import (
@@ -27,7 +33,9 @@ from ._exceptions import (
     ValidationError,
     WaitTimeoutError,
 )
-from ._models import PollPolicy, Task, TaskStatus
+from ._media_source import FileSource, HttpSource
+from ._models import EditOutcome, MediaInfo, PollPolicy, Task, TaskStatus
+from ._mp4 import read_media_info
 from ._protocol import create_request, parse_task_response, task_request
 from ._redact import Secret
 from ._scheduler import PollScheduler
@@ -44,6 +52,8 @@ from ._validation import (
 __all__ = ["Client"]
 
 ProgressCallback = Callable[[Task], "Awaitable[None] | None"]
+# A probe reads header boxes only; a clip whose moov is not within this is refused.
+PROBE_MAX_BYTES = 4 * 1024 * 1024
 # Verified callbacks remembered for deduplication: the provider may deliver one up to
 # four times (API.md "Callbacks").
 _SEEN_CALLBACKS = 10_000
@@ -107,6 +117,7 @@ class Client:
         key = _resolve_api_key(api_key)
         url = validate_base_url(base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL)
         self.base_url = url
+        self.timeout = timeout
         self.poll = poll or PollPolicy()
         self.max_concurrency = max_concurrency
         self._transport = Transport(
@@ -169,9 +180,7 @@ class Client:
                 callback_url, allow_loopback_http=_is_loopback_base(self.base_url)
             )
         if preflight:
-            raise ValidationError(
-                "preflight probing is not available in this version", field="preflight"
-            )
+            await self._preflight(video_url)
         request = create_request(video_url, prompt, callback_url)
         try:
             status, body = await self._transport.send(request)
@@ -259,6 +268,92 @@ class Client:
             ) from None
         finally:
             self._scheduler.unwatch(task_id, listener)
+
+    def edit_many(
+        self,
+        requests: Iterable[Input] | AsyncIterable[Input],
+        *,
+        concurrency: int | None = None,
+        download_dir: str | PathLike[str] | None = None,
+        journal: str | PathLike[str] | None = None,
+        on_progress: Callable[[BatchProgress], Awaitable[None] | None] | None = None,
+        resubmit_uncertain: bool = False,
+        preflight: bool = False,
+        task_retries: int = 2,
+    ) -> AsyncIterator[EditOutcome]:
+        """Edit many clips; yield one ``EditOutcome`` per input, in completion order.
+
+        ``requests`` (an iterable or async iterable of ``EditRequest``, ``(video_url,
+        prompt)`` tuples or dicts) is read lazily: a generator of a million inputs never
+        sits in memory. At most ``concurrency`` edits are open at once (default: four
+        per allowed request in flight); the client's ``max_concurrency`` still caps HTTP
+        requests. A failure is an outcome with ``error``, never an exception that ends the
+        batch. With ``download_dir`` each result is saved there promptly under a name
+        derived from its input. With ``journal`` (a SQLite file path) a rerun of the
+        same inputs skips what is done, resumes waiting on what was submitted, and never
+        submits an input twice; inputs whose create request had an unknown outcome are
+        reported as ``SubmissionUncertainError`` unless ``resubmit_uncertain=True``.
+        Tasks that fail with a retryable code are resubmitted up to ``task_retries``
+        times. ``on_progress(BatchProgress)`` (sync or async) hears every change.
+
+        Breaking out of the loop or cancelling stops new submissions and all polling;
+        wrap the call in ``contextlib.aclosing`` to have that happen at the ``break``
+        rather than when the iterator is collected.
+        """
+        if concurrency is not None and concurrency < 1:
+            raise ValidationError("concurrency must be at least 1", field="concurrency")
+        if task_retries < 0:
+            raise ValidationError("task_retries must be 0 or more", field="task_retries")
+        options = BatchOptions(
+            concurrency=concurrency or 4 * self.max_concurrency,
+            download_dir=Path(download_dir) if download_dir is not None else None,
+            journal=str(journal) if journal is not None else None,
+            on_progress=on_progress,
+            resubmit_uncertain=resubmit_uncertain,
+            preflight=preflight,
+            task_retries=task_retries,
+        )
+        return run_edit_many(self, requests, options)
+
+    async def probe(self, video_url_or_path: str | PathLike[str]) -> MediaInfo:
+        """Read a clip's duration (and size, and whether it has sound) from its MP4
+        header boxes alone: a few KB through Range requests for a URL, a few reads for a
+        local file, never more than 4 MB. No API key goes to the media host.
+
+        Raises ``ValidationError`` for anything that is not a readable MP4 (WebM, an
+        HTML error page, a truncated file, an HTTP error from the media host).
+        """
+        target = os.fspath(video_url_or_path)
+        async with self._transport.limiter:
+            if target.startswith(("http://", "https://")):
+                validate_video_url(target)
+                async with HttpSource(
+                    self._results.bare_session(),
+                    target,
+                    timeout=self.timeout,
+                    max_bytes=PROBE_MAX_BYTES,
+                ) as source:
+                    facts = await read_media_info(source, max_bytes=PROBE_MAX_BYTES)
+            else:
+                facts = await read_media_info(FileSource(target), max_bytes=PROBE_MAX_BYTES)
+        return MediaInfo(
+            duration=facts.duration,
+            width=facts.width,
+            height=facts.height,
+            has_audio=facts.has_audio,
+            bytes_read=facts.bytes_read,
+        )
+
+    async def _preflight(self, video_url: str) -> MediaInfo:
+        """Refuse, before any create request, a clip the API would refuse."""
+        info = await self.probe(video_url)
+        if info.duration > MAX_VIDEO_SECONDS:
+            raise ValidationError(
+                f"the clip is {info.duration:.2f} s long; the API edits at most"
+                f" {MAX_VIDEO_SECONDS:g} s: trim it first",
+                field="video_url",
+            )
+        return info
 
     async def download(self, task_or_url: Task | str, dest: str | PathLike[str]) -> Path:
         """Save a completed task's result (or a result URL) at ``dest`` and return its path.

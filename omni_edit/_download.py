@@ -61,7 +61,8 @@ class ResultFetcher:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
 
-    def _bare_session(self) -> aiohttp.ClientSession:
+    def bare_session(self) -> aiohttp.ClientSession:
+        """A session with no default headers and no cookie jar: safe for any host."""
         if self._session is None:
             self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         return self._session
@@ -121,7 +122,7 @@ class ResultFetcher:
             try:
                 async with (
                     self._limiter,
-                    self._bare_session().get(url, headers=headers, timeout=self._timeout) as r,
+                    self.bare_session().get(url, headers=headers, timeout=self._timeout) as r,
                 ):
                     if r.status in (403, 404, 410):
                         refused = r.status

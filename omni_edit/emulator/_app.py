@@ -22,6 +22,7 @@ from .._constants import CREATE_PATH, TASK_ID_PREFIX, TASK_PATH_PREFIX
 from ._callbacks import CallbackSender
 from ._errors import error_response
 from ._faults import PROCESSING_KINDS, Fault, FaultQueue, drop_connection
+from ._inputs import InputChecker
 from ._limits import RateLimiter
 from ._state import TaskStore, clock
 from ._stats import RequestRecord, Stats
@@ -71,6 +72,7 @@ class Api:
         rng: random.Random,
         callbacks: CallbackSender,
         limiter: RateLimiter | None,
+        inputs: InputChecker,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -78,6 +80,7 @@ class Api:
         self._faults = faults
         self._rng = rng
         self._callbacks = callbacks
+        self._inputs = inputs
         self._limiter = limiter
 
     def app(self) -> web.Application:
@@ -193,6 +196,7 @@ class Api:
         parsed = parse_create_body(
             await _read_body(request), allow_http_callbacks=self._settings.allow_http_callbacks
         )
+        await self._inputs.check(parsed.video_url)
         wait = self._store.seconds_until_slot(owner, clock())
         if wait is not None:
             return error_response(

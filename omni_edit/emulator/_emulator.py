@@ -17,6 +17,7 @@ from .._constants import CALLBACK_RETRY_DELAYS, RESULT_URL_LIFETIME_HOURS
 from ._app import Api, ApiSettings
 from ._callbacks import CallbackSender
 from ._faults import API_FAULT_KINDS, RESULT_FAULT_KINDS, Fault, FaultQueue
+from ._inputs import InputChecker
 from ._jobs import JobGroup
 from ._limits import RateLimiter
 from ._results import ResultHost
@@ -146,6 +147,7 @@ class Emulator:
         self._callbacks = CallbackSender(
             jobs=self._jobs, retry_delays=callback_retry_delays, stats=self.stats
         )
+        self._inputs = InputChecker()
         self._api = Api(
             settings=ApiSettings(
                 api_keys=None if api_keys is None else frozenset(api_keys),
@@ -162,6 +164,7 @@ class Emulator:
             rng=rng,
             callbacks=self._callbacks,
             limiter=None if rate_limit is None else RateLimiter(rate_limit),
+            inputs=self._inputs,
         )
         self._runners: list[web.AppRunner] = []
         self._base_url: str | None = None
@@ -179,6 +182,7 @@ class Emulator:
         try:
             await self._jobs.open()
             await self._callbacks.open()
+            await self._inputs.open()
             result_port = await self._serve(
                 self._results.app(), self._result_host, self._result_port
             )
@@ -205,6 +209,7 @@ class Emulator:
             await self._runners.pop().cleanup()
         await self._jobs.close()
         await self._callbacks.close()
+        await self._inputs.close()
 
     async def __aenter__(self) -> Emulator:
         await self.start()
