@@ -1,0 +1,82 @@
+"""A batch process killed with SIGKILL mid-run, then rerun with the same journal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from omni_edit.emulator import Emulator
+
+pytestmark = pytest.mark.anyio
+
+N = 40
+CHILD = """
+import asyncio, sys
+import omni_edit as oe
+
+async def main() -> None:
+    base_url, journal, resubmit = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    policy = oe.PollPolicy(min_interval=0.02, max_interval=0.2)
+    async with oe.Client("crash-key", base_url=base_url, poll=policy) as client:
+        inputs = ((f"https://m.example/{i}.mp4", f"prompt {i}") for i in range({n}))
+        async for o in client.edit_many(
+            inputs, journal=journal, concurrency=10, resubmit_uncertain=resubmit
+        ):
+            print(o.index, "ok" if o.ok else type(o.error).__name__, flush=True)
+
+asyncio.run(main())
+""".replace("{n}", str(N))
+
+
+def _parse(out: str) -> dict[int, str]:
+    return {int(i): status for i, status in (line.split() for line in out.splitlines() if line)}
+
+
+async def _run(emu: Emulator, journal: Path, *, resubmit: bool = False) -> dict[int, str]:
+    result = await anyio.run_process(
+        [sys.executable, "-c", CHILD, emu.base_url, str(journal), "1" if resubmit else "0"],
+        check=True,
+    )
+    return _parse(result.stdout.decode())
+
+
+async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: Path) -> None:
+    journal = tmp_path / "run.sqlite"
+    async with Emulator(processing_time=(0.3, 0.6), estimated_time=0.4, seed=9) as emu:
+        async with await anyio.open_process(
+            [sys.executable, "-c", CHILD, emu.base_url, str(journal), "0"],
+            stdout=-1,
+        ) as proc:
+            assert proc.stdout is not None
+            seen = b""
+            with anyio.fail_after(30):
+                # Kill once some inputs are done and others are in flight.
+                while seen.count(b"\n") < 5 or len(emu.tasks) < 15:
+                    seen += await proc.stdout.receive()
+            os.kill(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        first = _parse(seen.decode().rsplit("\n", 1)[0])
+        assert 0 < len(first) < N
+
+        second = await _run(emu, journal)
+        assert sorted(second) == list(range(N))
+        uncertain = {i for i, status in second.items() if status != "ok"}
+        # Only a kill between "about to send" and "answer recorded" leaves an input
+        # uncertain, and an uncertain input is reported, never silently resubmitted.
+        assert all(second[i] == "SubmissionUncertainError" for i in uncertain)
+        assert len(uncertain) <= 2
+        created = Counter(t.prompt for t in emu.tasks.values())
+        assert max(created.values()) == 1
+        assert all(created[f"prompt {i}"] == 1 for i in range(N) if i not in uncertain)
+
+        third = await _run(emu, journal, resubmit=True)
+        assert set(third.values()) == {"ok"}
+        again = Counter(t.prompt for t in emu.tasks.values())
+        assert all(again[f"prompt {i}"] == 1 for i in range(N) if i not in uncertain)
