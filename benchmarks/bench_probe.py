@@ -76,7 +76,8 @@ async def main() -> None:
                             async with session.get(url) as r:
                                 whole = len(await r.read())
                             get_times.append(time.perf_counter() - start)
-                        assert info is not None and whole == path.stat().st_size
+                        assert info is not None
+                        assert whole == path.stat().st_size
                         share = info.bytes_read / whole
                         print(
                             f"  {name:<11} {info.bytes_read:>11,} {share:>7.3%}"
