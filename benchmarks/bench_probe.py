@@ -62,30 +62,32 @@ async def main() -> None:
         print(f"probe: a {FIXTURE.name}-based clip padded to {SIZE / 2**20:.0f} MB, over HTTP")
         print(f"  {'layout':<11} {'probe bytes':>11} {'share':>7} {'probe ms':>9} {'GET ms':>8}")
         try:
-            async with oe.Client("bench-key", base_url="http://127.0.0.1:9") as client:
-                async with aiohttp.ClientSession() as session:
-                    for name, path in paths.items():
-                        url = f"{base}/{path.name}"
-                        probe_times, get_times = [], []
-                        info = None
-                        for _ in range(ROUNDS):
-                            start = time.perf_counter()
-                            info = await client.probe(url)
-                            probe_times.append(time.perf_counter() - start)
-                            start = time.perf_counter()
-                            async with session.get(url) as r:
-                                whole = len(await r.read())
-                            get_times.append(time.perf_counter() - start)
-                        assert info is not None
-                        assert whole == path.stat().st_size
-                        share = info.bytes_read / whole
-                        print(
-                            f"  {name:<11} {info.bytes_read:>11,} {share:>7.3%}"
-                            f" {statistics.median(probe_times) * 1e3:>9.2f}"
-                            f" {statistics.median(get_times) * 1e3:>8.2f}"
-                            f"   duration {info.duration:.2f} s,"
-                            f" {'PASS' if share < 0.01 else 'MISS'} (target < 1%)"
-                        )
+            async with (
+                oe.Client("bench-key", base_url="http://127.0.0.1:9") as client,
+                aiohttp.ClientSession() as session,
+            ):
+                for name, path in paths.items():
+                    url = f"{base}/{path.name}"
+                    probe_times, get_times = [], []
+                    info = None
+                    for _ in range(ROUNDS):
+                        start = time.perf_counter()
+                        info = await client.probe(url)
+                        probe_times.append(time.perf_counter() - start)
+                        start = time.perf_counter()
+                        async with session.get(url) as r:
+                            whole = len(await r.read())
+                        get_times.append(time.perf_counter() - start)
+                    assert info is not None
+                    assert whole == path.stat().st_size
+                    share = info.bytes_read / whole
+                    print(
+                        f"  {name:<11} {info.bytes_read:>11,} {share:>7.3%}"
+                        f" {statistics.median(probe_times) * 1e3:>9.2f}"
+                        f" {statistics.median(get_times) * 1e3:>8.2f}"
+                        f"   duration {info.duration:.2f} s,"
+                        f" {'PASS' if share < 0.01 else 'MISS'} (target < 1%)"
+                    )
         finally:
             await runner.cleanup()
 
