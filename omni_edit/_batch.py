@@ -82,6 +82,8 @@ class BatchOptions:
     resubmit_uncertain: bool = False
     preflight: bool = False
     task_retries: int = 2
+    # Where input N's result goes; default: download_dir / output_name(request).
+    destination: Callable[[int, EditRequest], Path] | None = None
 
 
 def coerce_request(raw: object) -> EditRequest:
@@ -203,10 +205,15 @@ class _Batch:
         try:
             entry = await self.journal.get(index) if self.journal else None
             if entry is not None and entry.fingerprint != digest:
-                raise ValidationError(
-                    f"the journal records input #{index} as a different clip or prompt: use"
-                    " a new journal file for different inputs"
-                )
+                if entry.state is JournalState.FAILED and entry.task_id is None:
+                    # Refused before anything was created (a bad row since fixed, say):
+                    # the new input starts afresh.
+                    entry = None
+                else:
+                    raise ValidationError(
+                        f"the journal records input #{index} as a different clip or prompt:"
+                        " use a new journal file for different inputs"
+                    )
             resumed = self._resume(entry)
             if isinstance(resumed, EditOutcome):
                 return attrs.evolve(resumed, index=index, request=request)
@@ -232,7 +239,7 @@ class _Batch:
                 finally:
                     self._count(running=-1)
                 break
-            path = await self._save(task, request)
+            path = await self._save(index, task, request)
             if self.journal:
                 await self.journal.completed(
                     index, digest, task.id, task.result_url, str(path) if path else None
@@ -257,7 +264,7 @@ class _Batch:
                 results=(entry.result_url,) if entry.result_url else (),
             )
             path = Path(entry.path) if entry.path else None
-            wanted = self.options.download_dir is not None
+            wanted = self.options.download_dir is not None or self.options.destination is not None
             if not wanted or (path is not None and path.exists()):
                 return EditOutcome(index=entry.index, request=None, task=task, path=path)
             return entry.task_id, entry.attempts
@@ -318,7 +325,9 @@ class _Batch:
             await anyio.sleep(wait)
         raise AssertionError("unreachable")
 
-    async def _save(self, task: Task, request: EditRequest) -> Path | None:
+    async def _save(self, index: int, task: Task, request: EditRequest) -> Path | None:
+        if self.options.destination is not None:
+            return await self.client.download(task, self.options.destination(index, request))
         if self.options.download_dir is None:
             return None
         return await self.client.download(task, self.options.download_dir / output_name(request))

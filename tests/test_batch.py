@@ -339,3 +339,16 @@ async def test_a_journal_for_other_inputs_is_refused(
     assert "journal" in str(outcomes[0].error)
     assert outcomes[1].ok
     assert len(emu.tasks) == 2
+
+
+async def test_a_fixed_bad_input_is_submitted_on_rerun(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    bad = [("https://m.example/a.mp4", "  "), *_inputs(2)[1:]]
+    first = {o.index: o async for o in client.edit_many(bad, journal=journal)}
+    assert isinstance(first[0].error, oe.ValidationError)
+    fixed = [("https://m.example/a.mp4", "now a real prompt"), *_inputs(2)[1:]]
+    second = {o.index: o async for o in client.edit_many(fixed, journal=journal)}
+    assert second[0].ok and second[1].ok
+    assert len(emu.tasks) == 2
