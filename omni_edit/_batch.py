@@ -271,9 +271,13 @@ class _Batch:
         if state is JournalState.SUBMITTED:
             return entry.task_id, entry.attempts
         if state is JournalState.FAILED:
-            if entry.retryable:
-                return None, entry.attempts
-            return EditOutcome(index=entry.index, request=None, error=_recorded_error(entry))
+            if not entry.retryable:
+                return EditOutcome(index=entry.index, request=None, error=_recorded_error(entry))
+            if entry.task_id is not None and entry.error_code is None:
+                # The task exists and did not fail: what failed was waiting or saving.
+                return entry.task_id, entry.attempts
+            # Nothing was created, or the task failed "later"-retryably: submit again.
+            return None, entry.attempts
         # SUBMITTING or UNCERTAIN: a task may exist, and be billed.
         if self.options.resubmit_uncertain:
             return None, entry.attempts
@@ -343,11 +347,14 @@ class _Batch:
             if isinstance(exc, SubmissionUncertainError):
                 await self.journal.uncertain(index, str(exc))
                 return
-            code = exc.code if isinstance(exc, TaskFailedError) else None
-            retryable = isinstance(exc, TaskFailedError) and exc.retryable
-            retryable = retryable or isinstance(
-                exc, (RateLimitError, ServerError, APIConnectionError)
-            )
+            if isinstance(exc, TaskFailedError):
+                code: str | None = exc.code
+                # A task that failed for a reason retrying cannot fix stays failed.
+                retryable = exc.retryable
+            else:
+                # Failed before a task existed (free to retry), or while waiting or saving
+                # (resumed from the task id): a rerun may try again either way.
+                code, retryable = None, True
             await self.journal.failed(
                 index,
                 digest,

@@ -350,5 +350,21 @@ async def test_a_fixed_bad_input_is_submitted_on_rerun(
     assert isinstance(first[0].error, oe.ValidationError)
     fixed = [("https://m.example/a.mp4", "now a real prompt"), *_inputs(2)[1:]]
     second = {o.index: o async for o in client.edit_many(fixed, journal=journal)}
-    assert second[0].ok and second[1].ok
+    assert second[0].ok
+    assert second[1].ok
     assert len(emu.tasks) == 2
+
+
+async def test_a_failed_download_is_resumed_from_its_task_on_rerun(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    client._results.backoff_cap = 0.01
+    emu.inject_result(Fault.status(500), times=6)
+    [first] = await _collect(client.edit_many(_inputs(1), journal=journal, download_dir=tmp_path))
+    assert isinstance(first.error, oe.DownloadError)
+    [second] = await _collect(client.edit_many(_inputs(1), journal=journal, download_dir=tmp_path))
+    assert second.ok
+    assert second.path is not None
+    assert second.path.exists()
+    assert len(emu.tasks) == 1  # the same task, downloaded again: nothing billed twice
