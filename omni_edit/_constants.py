@@ -56,6 +56,11 @@ CALLBACK_RETRY_DELAYS: Final = (1.0, 2.0, 4.0)
 # --- Billing, for estimates only (API.md "Billing") -------------------------------------
 INPUT_TOKENS_PER_SECOND: Final = 5792
 OUTPUT_TOKENS_PER_SECOND: Final = 5792
+# Inferred, not documented: API.md gives no price per token. Its creation example
+# reserves 102.34 credits; a 5 s clip in and its 5 s result out are 2 * 5 * 5,792 =
+# 57,920 tokens, and 102.34 / 57.92 = 1.767 credits per 1,000 tokens. Good for a rough
+# estimate only (``omni-edit batch --dry-run``); the API's ``usage`` is authoritative.
+CREDITS_PER_1K_TOKENS_ESTIMATE: Final = 1.767
 
 # --- Retry numbers (RELIABILITY.md "Retries") -------------------------------------------
 BACKOFF_BASE_SECONDS: Final = 0.5

@@ -1,81 +1,233 @@
 """``omni-edit demo``: the whole product working in one command, with no API key.
 
-Starts the emulator in-process, submits a dozen edits through the public SDK, waits for
-them all on the shared scheduler while printing each one's progress, saves the results
-under ``./omni-edit-demo/`` and ends with a summary. One edit is made to fail, so the
-output also shows what a failure looks like.
+It starts the emulator in-process, makes six small sample clips (real MP4 header boxes,
+built here: nothing is downloaded, no ffmpeg needed), serves them from a local web
+server so that preflight and the emulator really read them, writes a manifest of two
+dozen edits and runs the real ``batch`` command on it: progress bar, journal, report,
+results under ``./omni-edit-demo/results/``. It ends with a table of every edit.
+
+Three rows go wrong on purpose, to show how each kind of failure is reported: a prompt
+the (emulated) safety filter blocks, a 12-second clip that preflight refuses before it
+costs anything, and a row with no prompt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import csv
+import random
+import shlex
+import struct
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
+import attrs
+from aiohttp import web
 
-from . import Client, OmniEditError, PollPolicy, Task, TaskFailedError
+from ._cli._batch_command import BatchSettings, run_batch
+from ._cli._context import Context
+from ._models import PollPolicy
 from .emulator import Emulator
 
 __all__ = ["run_demo"]
 
+# (file name, seconds): five clips the API takes, and one over its 10-second limit.
+CLIPS = (
+    ("harbour.mp4", 4.0),
+    ("market.mp4", 5.5),
+    ("forest.mp4", 6.0),
+    ("skyline.mp4", 7.5),
+    ("beach.mp4", 9.0),
+    ("concert.mp4", 12.0),
+)
+TOO_LONG = "concert.mp4"
 PROMPTS = (
     "Make the lighting warmer and keep everything else unchanged",
     "Turn the scene into a snowy winter evening; keep the camera motion",
     "Give it a 1970s film look with soft grain; no text on screen",
     "Replace the sky with a dramatic sunset and keep the people unchanged",
 )
-CLIPS = 12
+# A row that names its own output file, to show the manifest's "output" column.
+RAINY_PROMPT = "Make it a rainy night with lit windows; keep the boats as they are"
+# The emulated safety filter blocks the task with this prompt.
+BLOCKED_PROMPT = "Replace every face with a famous actor's face"
+CONCURRENCY = 8  # fewer than the edits, so the progress bar has something to show
 
 
-async def run_demo(out_dir: Path, *, clips: int = CLIPS) -> int:
-    """Run the demo; return 0 when every edit but the deliberate failure succeeded."""
+async def run_demo(ctx: Context, out_dir: Path) -> int:
+    """Run the demo; return 0 when every edit but the three deliberate failures
+    succeeded, else 1."""
     started = time.monotonic()
-    async with (
-        Emulator(processing_time=(1.0, 4.0), estimated_time=3, seed=2026) as emu,
-        Client("demo-key", base_url=emu.base_url, poll=PollPolicy(min_interval=0.2)) as client,
-    ):
-        print(f"Emulator running at {emu.base_url} (results served from {emu.result_base_url})")
-        tasks: list[Task] = []
-        for i in range(clips):
-            url = f"https://media.example.com/demo/clip-{i + 1:02d}.mp4"
-            tasks.append(await client.submit(url, PROMPTS[i % len(PROMPTS)]))
-        print(f"Submitted {len(tasks)} edits; waiting on one shared poll scheduler...")
-        emu.fail(tasks[-1].id, code="content_policy_violation")
-
-        rows: list[tuple[str, str, str]] = []
-
-        async def finish(n: int, task: Task) -> None:
-            last = [-1]
-
-            def show(t: Task) -> None:
-                if t.progress // 25 != last[0] // 25 or t.is_terminal:
-                    print(f"  clip {n:02d}  {t.status.value:<10} {t.progress:>3}%")
-                last[0] = t.progress
-
-            try:
-                done = await client.wait(task, on_progress=show)
-                path = await client.download(done, out_dir / f"clip-{n:02d}.mp4")
-                rows.append((f"clip {n:02d}", "completed", str(path)))
-            except TaskFailedError as exc:
-                rows.append((f"clip {n:02d}", "failed", f"{exc.code}"))
-            except OmniEditError as exc:
-                rows.append((f"clip {n:02d}", "error", str(exc)))
-
-        async with anyio.create_task_group() as tg:
-            for n, task in enumerate(tasks, 1):
-                tg.start_soon(finish, n, task)
-
-        gets = sum(1 for r in emu.stats.requests if r.method == "GET")
-    print()
-    print(f"{'clip':<8} {'status':<10} result")
-    for name, status, detail in sorted(rows):
-        print(f"{name:<8} {status:<10} {detail}")
-    ok = sum(1 for _, status, _ in rows if status == "completed")
-    print()
-    print(
-        f"{ok} of {len(rows)} edits saved under {out_dir}/ in"
-        f" {time.monotonic() - started:.1f} s, with {gets} status polls in all"
-        f" ({gets / len(rows):.1f} per clip). The failure is deliberate:"
-        " it shows how a content-policy rejection is reported."
+    clips_dir, results_dir = out_dir / "clips", out_dir / "results"
+    manifest, report = out_dir / "manifest.csv", out_dir / "report.csv"
+    settings = BatchSettings(
+        manifest=manifest, out_dir=results_dir, concurrency=CONCURRENCY, report=report
     )
-    return 0 if ok == len(rows) - 1 else 1
+    _prepare(clips_dir, settings.journal_path)
+
+    async with (
+        Emulator(processing_time=(1.0, 3.0), estimated_time=2, seed=2026) as emu,
+        _serve(clips_dir) as clips_url,
+        _block(emu, BLOCKED_PROMPT),
+    ):
+        print(f"Emulator of the API at {emu.base_url} (no key needed).")
+        rows = _write_manifest(manifest, clips_url)
+        shortest, longest = CLIPS[0][1], CLIPS[-1][1]
+        print(
+            f"Made {len(CLIPS)} sample clips of {shortest:g} to {longest:g} s in {clips_dir}/,"
+            f" served at {clips_url}/; wrote {rows} edits to {manifest}."
+        )
+        command = ["omni-edit", "batch", str(manifest), "--out-dir", str(results_dir)]
+        command += ["--concurrency", str(CONCURRENCY), "--report", str(report)]
+        print(f"\n$ {shlex.join(command)}", flush=True)
+        demo_ctx = attrs.evolve(ctx, api_key="demo-key", base_url=emu.base_url, json=False)
+        await run_batch(demo_ctx, settings, poll=PollPolicy(min_interval=0.25))
+        polls = sum(1 for r in emu.stats.requests if r.method == "GET")
+    return _summary(report, out_dir, time.monotonic() - started, polls)
+
+
+def _prepare(clips_dir: Path, journal: Path) -> None:
+    """Write the sample clips, and forget an earlier demo's journal: it names clips on
+    another port, so this run starts afresh."""
+    clips_dir.mkdir(parents=True, exist_ok=True)
+    for name, seconds in CLIPS:
+        (clips_dir / name).write_bytes(sample_clip(seconds, seed=name))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{journal}{suffix}").unlink(missing_ok=True)
+
+
+def _write_manifest(path: Path, clips_url: str) -> int:
+    good = [name for name, _ in CLIPS if name != TOO_LONG]
+    rows = [(f"{clips_url}/{name}", prompt, "") for prompt in PROMPTS for name in good]
+    rows.append((f"{clips_url}/{good[0]}", RAINY_PROMPT, "harbour-at-night.mp4"))
+    rows.append((f"{clips_url}/{good[1]}", BLOCKED_PROMPT, ""))
+    rows.append((f"{clips_url}/{TOO_LONG}", PROMPTS[0], ""))
+    rows.append((f"{clips_url}/{good[2]}", "", ""))
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(("video_url", "prompt", "output"))
+        # Row outputs are taken from the manifest's folder: this one lands in results/.
+        writer.writerows(
+            (url, prompt, f"results/{out}" if out else "") for url, prompt, out in rows
+        )
+    return len(rows)
+
+
+def _summary(report: Path, out_dir: Path, elapsed: float, polls: int) -> int:
+    with open(report, newline="", encoding="utf-8") as file:
+        rows = sorted(csv.DictReader(file), key=lambda row: int(row["index"]))
+    print(f"\n{'line':>4}  {'clip':<12} {'status':<10} result")
+    for row in rows:
+        clip = row["video_url"].rsplit("/", 1)[-1]
+        if row["status"] == "completed":
+            detail = _relative(Path(row["output"]), out_dir)
+        else:
+            detail = f"{row['error_code']}: {row['error_message']}"
+            detail = detail if len(detail) <= 72 else detail[:71] + "…"
+        print(f"{row['line']:>4}  {clip:<12} {row['status']:<10} {detail}")
+    completed = sum(1 for row in rows if row["status"] == "completed")
+    print(
+        f"\n{completed} of {len(rows)} edits saved under {out_dir}/results/ in {elapsed:.1f} s,"
+        f" with {polls} status polls in all ({polls / max(completed, 1):.1f} per edit).\n"
+        "The three failures are deliberate: a prompt the emulated safety filter blocks, a"
+        " 12 s clip that preflight refuses before it costs anything, and a row with no"
+        f" prompt.\nEvery outcome is in {out_dir}/report.csv. Against the real API, running"
+        " the same batch command again resumes it from its journal."
+    )
+    return 0 if completed == len(rows) - 3 else 1
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
+# --- the sample clips and their server --------------------------------------------------
+
+_TIMESCALE = 1000
+_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def _box(kind: bytes, *parts: bytes) -> bytes:
+    payload = b"".join(parts)
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def _full_box(kind: bytes, flags: int, *parts: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", flags), *parts)  # version 0: 32-bit times
+
+
+def sample_clip(seconds: float, *, seed: str, width: int = 320, height: int = 180) -> bytes:
+    """A small MP4 that says it lasts ``seconds``: ``ftyp``, a ``moov`` with the movie
+    header and one video track, and an ``mdat`` of filler bytes. Enough for every MP4
+    reader that learns a clip's length from its boxes, as preflight and the API do."""
+    duration = round(seconds * _TIMESCALE)
+    ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")
+    mvhd = _full_box(
+        b"mvhd",
+        0,
+        struct.pack(">4I", 0, 0, _TIMESCALE, duration),
+        struct.pack(">IH", 0x10000, 0x100),  # rate 1.0, volume 1.0
+        bytes(10),
+        _MATRIX,
+        bytes(24),
+        struct.pack(">I", 2),  # next track id
+    )
+    tkhd = _full_box(
+        b"tkhd",
+        0x3,  # enabled, in movie
+        struct.pack(">5I", 0, 0, 1, 0, duration),
+        bytes(8),
+        struct.pack(">hhHH", 0, 0, 0, 0),
+        _MATRIX,
+        struct.pack(">II", width << 16, height << 16),
+    )
+    mdhd = _full_box(
+        b"mdhd", 0, struct.pack(">4I", 0, 0, _TIMESCALE, duration), struct.pack(">HH", 0x55C4, 0)
+    )
+    hdlr = _full_box(b"hdlr", 0, bytes(4), b"vide", bytes(12), b"omni-edit demo\0")
+    moov = _box(b"moov", mvhd, _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr)))
+    filler = random.Random(seed).randbytes(int(2048 * seconds))
+    return ftyp + moov + _box(b"mdat", filler)
+
+
+@contextlib.asynccontextmanager
+async def _serve(folder: Path) -> AsyncIterator[str]:
+    """Serve ``folder`` on a free loopback port (Range requests included); yield its URL."""
+    app = web.Application()
+    app.router.add_static("/clips", folder)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        yield f"http://127.0.0.1:{port}/clips"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _block(emu: Emulator, prompt: str) -> AsyncIterator[None]:
+    """Fail every task with ``prompt`` as a content-policy violation, as it is created."""
+
+    async def watch() -> None:
+        blocked: set[str] = set()
+        while True:
+            for task in list(emu.tasks.values()):
+                if task.prompt == prompt and task.id not in blocked and not task.finished:
+                    emu.fail(task.id, code="content_policy_violation")
+                    blocked.add(task.id)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.get_running_loop().create_task(watch(), name="omni-edit demo filter")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

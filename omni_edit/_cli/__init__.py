@@ -1,0 +1,123 @@
+"""The ``omni-edit`` command line.
+
+::
+
+    omni-edit edit VIDEO_URL --prompt TEXT [--out FILE]   one clip, saved
+    omni-edit batch MANIFEST [--report FILE] [--dry-run]  a CSV/JSONL of clips, resumable
+    omni-edit status TASK_ID | wait TASK_ID [--out FILE]  one task
+    omni-edit emulator                                    the local emulator of the API
+    omni-edit demo                                        all of it, no key needed
+
+This is the edge of the package: it may use the SDK's private modules, and nothing in
+the SDK imports it. Errors are told in one line on stderr (see ``_errors``), with a
+traceback only under ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import sys
+import traceback
+from collections.abc import Sequence
+
+from ._batch_command import BatchSettings, run_batch
+from ._context import Context
+from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, explain
+from ._parser import build_parser
+from ._task_commands import run_edit, run_status, run_wait
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit
+    status: 0 success, 1 a failed edit or request, 2 usage or configuration, 130 Ctrl-C.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(args_list)
+    if args.command == "emulator":
+        return _emulator(args)
+    ctx = Context(
+        api_key=args.api_key, base_url=args.base_url, json=args.json, verbose=args.verbose
+    )
+    if args.verbose:
+        logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("omni_edit").setLevel(logging.DEBUG)
+    try:
+        return asyncio.run(_dispatch(ctx, args, args_list))
+    except KeyboardInterrupt:
+        ctx.note(ctx.on_interrupt or "Interrupted.")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        message, status = explain(exc, ctx.effective_base_url)
+        if ctx.verbose:
+            traceback.print_exc()
+        ctx.note(f"omni-edit: error: {message}")
+        if ctx.json:
+            ctx.emit({"event": "error", "error": type(exc).__name__, "message": message})
+        return status
+
+
+async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "edit":
+        return await run_edit(
+            ctx, args.video_url, args.prompt, out=args.out, callback_url=args.callback_url
+        )
+    if args.command == "status":
+        return await run_status(ctx, args.task_id)
+    if args.command == "wait":
+        return await run_wait(ctx, args.task_id, out=args.out)
+    if args.command == "batch":
+        settings = BatchSettings(
+            manifest=args.manifest,
+            out_dir=args.out_dir,
+            concurrency=args.concurrency,
+            journal=args.journal,
+            report=args.report,
+            resubmit_uncertain=args.resubmit_uncertain,
+            preflight=args.preflight,
+            dry_run=args.dry_run,
+            credits_per_1k_tokens=args.credits_per_1k_tokens,
+            rerun=_rerun_command(argv),
+        )
+        return await run_batch(ctx, settings)
+    from .._demo import run_demo
+
+    return await run_demo(ctx, args.out_dir)
+
+
+def _rerun_command(argv: list[str]) -> str:
+    """The command line again, for the resume hint, without the API key: a key on a
+    screen or in a log is a leaked key. It is dropped, and the user told to pass it."""
+    kept: list[str] = []
+    dropped = False
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--api-key":
+            dropped = skip = True
+        elif arg.startswith("--api-key="):
+            dropped = True
+        else:
+            kept.append(arg)
+    command = shlex.join(["omni-edit", *kept])
+    return command + (" (with your API key, as before)" if dropped else "")
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from ._emulator_command import serve_emulator
+
+    try:
+        return asyncio.run(serve_emulator(args))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handler was in place
+        return 0
+    except ValueError as exc:
+        print(f"omni-edit emulator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"omni-edit emulator: cannot listen: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,255 @@
+"""``omni-edit batch MANIFEST``: every row of a manifest edited, resumable, reported.
+
+The manifest is read once to count and check it (bad rows are reported by line now,
+before anything is sent), then again lazily as the SDK's ``run_edit_many`` asks for
+inputs. Every data row reaches the SDK in order, so input n is data row n and its
+journal entry survives edits to other rows; a bad row goes as a placeholder the SDK
+refuses before it touches the journal or the network. The journal lives beside the
+manifest by default, which is what makes "run the same command again" resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from array import array
+from collections import Counter
+from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
+
+import attrs
+
+from .._batch import BatchOptions, output_name, run_edit_many
+from .._client import Client
+from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
+from .._exceptions import AuthenticationError, PermissionDeniedError
+from .._models import EditOutcome, EditRequest, PollPolicy
+from .._validation import is_loopback_host
+from ._context import Context
+from ._dry_run import dry_run
+from ._errors import EXIT_FAILED, EXIT_OK, UsageError, explain
+from ._manifest import Manifest, Row
+from ._progress import Progress, make_progress, ticking
+from ._report import Report, ReportRow, describe
+
+__all__ = ["BatchSettings", "run_batch"]
+
+# Edits open at once when --concurrency is not given: the client allows 16 requests in
+# flight, and an open edit spends most of its time waiting, not requesting.
+DEFAULT_CONCURRENCY = 64
+# Unusable rows are listed one by one up to this many; past it, only counted.
+_MAX_PROBLEMS_SHOWN = 50
+
+
+@attrs.frozen
+class BatchSettings:
+    """The options of one ``batch`` run. ``rerun`` is the command line that resumes it,
+    shown when Ctrl-C interrupts (the API key never appears in it)."""
+
+    manifest: Path
+    out_dir: Path | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    journal: Path | None = None
+    report: Path | None = None
+    resubmit_uncertain: bool = False
+    preflight: bool = True
+    dry_run: bool = False
+    credits_per_1k_tokens: float = CREDITS_PER_1K_TOKENS_ESTIMATE
+    rerun: str = ""
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal or self.manifest.with_name(self.manifest.name + ".journal.sqlite")
+
+    @property
+    def out_dir_path(self) -> Path:
+        return self.out_dir or self.manifest.with_name(f"{self.manifest.stem}-results")
+
+
+@attrs.define
+class _Scan:
+    """What the first reading of the manifest keeps: little per row, so it scales."""
+
+    lines: array[int] = attrs.field(factory=lambda: array("q"))
+    problems: dict[int, Row] = attrs.field(factory=dict)
+    outputs: dict[int, Path] = attrs.field(factory=dict)
+
+    @property
+    def total(self) -> int:
+        return len(self.lines)
+
+    def row(self, index: int) -> Row:
+        # A row appended to the file while the batch ran has no line on record.
+        line = self.lines[index] if index < len(self.lines) else 0
+        return self.problems.get(index) or Row(index, line, {})
+
+
+def _scan(ctx: Context, manifest: Manifest) -> _Scan:
+    scan = _Scan()
+    for row in manifest.rows():
+        scan.lines.append(row.line)
+        if row.problem is not None:
+            scan.problems[row.index] = row
+            if len(scan.problems) <= _MAX_PROBLEMS_SHOWN:
+                ctx.note(f"manifest line {row.line}: {row.problem}")
+        elif row.output is not None:
+            scan.outputs[row.index] = row.output
+    if len(scan.problems) > _MAX_PROBLEMS_SHOWN:
+        more = len(scan.problems) - _MAX_PROBLEMS_SHOWN
+        ctx.note(f"... and {more} more unusable rows (all of them are in the report)")
+    if manifest.ignored_keys:
+        ignored = ", ".join(sorted(manifest.ignored_keys))
+        ctx.note(f"manifest: ignoring unknown column(s) {ignored}")
+    if scan.total == 0:
+        raise UsageError(f"the manifest {manifest.path} has no data rows")
+    return scan
+
+
+async def run_batch(
+    ctx: Context, settings: BatchSettings, *, poll: PollPolicy | None = None
+) -> int:
+    """Run (or resume) the batch; returns the exit status: 0 when every input completed,
+    1 when some did not, 2 when the key was refused. Raises ``UsageError`` for a
+    missing key or a manifest, journal or report that cannot be used."""
+    # The client first, so that a missing key or a bad base URL is the only message.
+    async with ctx.open_client(poll=poll, key_needed=not settings.dry_run) as client:
+        host = urlsplit(client.base_url).hostname or ""
+        manifest = Manifest(settings.manifest, allow_loopback_callbacks=is_loopback_host(host))
+        scan = _scan(ctx, manifest)
+        if settings.dry_run:
+            return await dry_run(
+                ctx,
+                client,
+                manifest,
+                concurrency=settings.concurrency,
+                credits_per_1k_tokens=settings.credits_per_1k_tokens,
+            )
+        return await _edit_all(ctx, client, settings, manifest, scan)
+
+
+async def _edit_all(
+    ctx: Context, client: Client, settings: BatchSettings, manifest: Manifest, scan: _Scan
+) -> int:
+    journal = settings.journal_path
+    if not journal.parent.is_dir():
+        raise UsageError(f"cannot keep the journal at {journal}: no such folder")
+    out_dir = settings.out_dir_path
+
+    def destination(index: int, request: EditRequest) -> Path:
+        return scan.outputs.get(index) or out_dir / output_name(request)
+
+    def inputs() -> Iterator[dict[str, str]]:
+        for row in manifest.rows():
+            # {} is refused by the SDK at once: the row keeps its index, costs nothing.
+            yield {} if row.problem is not None else row.fields
+
+    report = _open_report(settings.report)
+    progress = make_progress(scan.total, ctx.err, json=ctx.json)
+    options = BatchOptions(
+        concurrency=settings.concurrency,
+        journal=str(journal),
+        on_progress=progress.update,
+        resubmit_uncertain=settings.resubmit_uncertain,
+        preflight=settings.preflight,
+        destination=destination,
+    )
+    tally: Counter[str] = Counter()
+    halt: BaseException | None = None
+    if settings.rerun:
+        ctx.on_interrupt = f"Interrupted; the journal is kept. Resume with: {settings.rerun}"
+    try:
+        # run_edit_many is an async generator: closing it at once on Ctrl-C stops
+        # submissions and polling now rather than whenever it is collected.
+        outcomes = cast(
+            "AsyncGenerator[EditOutcome, None]", run_edit_many(client, inputs(), options)
+        )
+        async with ticking(progress), contextlib.aclosing(outcomes):
+            async for outcome in outcomes:
+                row = describe(outcome, scan.row(outcome.index))
+                tally[row.status] += 1
+                halted = _halted(outcome)
+                if halted and halt is None:
+                    halt = outcome.error
+                # A refused key is told once, at the end, not once per input.
+                _show(ctx, progress, row, report, quiet=halted)
+    finally:
+        progress.close()
+        if report is not None:
+            report.close()
+    ctx.on_interrupt = None
+    credits = progress.counts.credits_reserved
+    return _summarize(ctx, settings, scan.total, tally, credits, halt, report)
+
+
+def _open_report(path: Path | None) -> Report | None:
+    if path is None:
+        return None
+    try:
+        return Report(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+
+
+def _halted(outcome: EditOutcome) -> bool:
+    # A refused key fails every input alike: it is the user's setup, not the edits.
+    return isinstance(outcome.error, (AuthenticationError, PermissionDeniedError))
+
+
+def _show(
+    ctx: Context, progress: Progress, row: ReportRow, report: Report | None, *, quiet: bool
+) -> None:
+    if report is not None:
+        report.write(row)
+    if ctx.json:
+        ctx.emit({"event": "outcome", **row.as_dict()})
+    elif row.status != "completed" and row.error_code != "invalid_row" and not quiet:
+        # Invalid rows were listed while the manifest was read.
+        code = f" ({row.error_code})" if row.status != "invalid" else ""
+        progress.message(f"manifest line {row.line}: {row.status}{code}: {row.error_message}")
+
+
+def _summarize(
+    ctx: Context,
+    settings: BatchSettings,
+    total: int,
+    tally: Counter[str],
+    credits: float,
+    halt: BaseException | None,
+    report: Report | None,
+) -> int:
+    status = EXIT_OK if tally["completed"] == total else EXIT_FAILED
+    if halt is not None:
+        # Usually exit 2: the key is the user's setup to fix, not the edits.
+        message, status = explain(halt, ctx.effective_base_url)
+        ctx.note(f"omni-edit: error: {message}")
+    if ctx.json:
+        ctx.emit(
+            {
+                "event": "summary",
+                "total": total,
+                **{key: tally[key] for key in ("completed", "failed", "uncertain", "invalid")},
+                "credits_reserved": round(credits, 2),
+                "out_dir": str(settings.out_dir_path),
+                "journal": str(settings.journal_path),
+                "report": str(report.path) if report else None,
+                "exit_code": status,
+            }
+        )
+        return status
+    others = ", ".join(
+        f"{tally[key]} {key}" for key in ("failed", "uncertain", "invalid") if tally[key]
+    )
+    ctx.say(f"{tally['completed']} of {total} inputs completed" + (f"; {others}" if others else ""))
+    if tally["completed"]:
+        ctx.say(f"  results  {settings.out_dir_path}/")
+    if report is not None:
+        ctx.say(f"  report   {report.path}")
+    ctx.say(f"  journal  {settings.journal_path}")
+    ctx.say(f"  credits  {credits:.1f} reserved by the tasks this run submitted")
+    if tally["uncertain"]:
+        ctx.say(
+            f"{tally['uncertain']} input(s) may have created a task that is billed: check,"
+            " then rerun with --resubmit-uncertain to submit them again"
+        )
+    return status

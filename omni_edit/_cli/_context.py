@@ -1,0 +1,74 @@
+"""What every command shares: the global options, the output streams, the client.
+
+Human text goes to stderr when it is about progress or problems and to stdout when it is
+the answer; with ``--json`` stdout carries only JSON objects, one per line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+import attrs
+
+from .._client import Client
+from .._constants import API_KEY_ENV_VARS, BASE_URL_ENV_VAR, DEFAULT_BASE_URL
+from .._exceptions import ValidationError
+from .._models import PollPolicy
+from ._errors import UsageError
+
+__all__ = ["Context"]
+
+# A dry run reads media hosts only and never calls the API, so it needs no key; the
+# client insists on one, and this stand-in is never sent anywhere.
+_NO_KEY_NEEDED = "dry-run-sends-nothing"
+
+
+@attrs.define
+class Context:
+    """The global options of one run, and where its output goes."""
+
+    api_key: str | None = None
+    base_url: str | None = None
+    json: bool = False
+    verbose: bool = False
+    out: TextIO = attrs.field(factory=lambda: sys.stdout)
+    err: TextIO = attrs.field(factory=lambda: sys.stderr)
+    # What to tell the user if Ctrl-C ends the run now (set as a command goes along).
+    on_interrupt: str | None = None
+
+    @property
+    def effective_base_url(self) -> str:
+        """The API's base URL as the client will resolve it, for messages."""
+        return self.base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+
+    def open_client(self, *, poll: PollPolicy | None = None, key_needed: bool = True) -> Client:
+        """A client for the global options. ``UsageError`` (exit 2) when no key is found
+        or the base URL is unsafe: both are fixed on the command line, not by retrying."""
+        key_given = bool(self.api_key) or any(os.environ.get(v) for v in API_KEY_ENV_VARS)
+        api_key = self.api_key if key_given or key_needed else _NO_KEY_NEEDED
+        try:
+            return Client(api_key, base_url=self.base_url, poll=poll)
+        except ValidationError as exc:
+            if exc.field == "api_key" and not key_given:
+                raise UsageError(
+                    "no API key: pass --api-key or set $OMNI_EDIT_API_KEY"
+                    " (`omni-edit demo` runs without one)"
+                ) from None
+            if exc.field == "api_key":
+                raise UsageError(f"{exc} (check --api-key or $OMNI_EDIT_API_KEY)") from None
+            raise UsageError(f"{exc} (check --base-url or ${BASE_URL_ENV_VAR})") from None
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        """One JSON object on one line of stdout, flushed so a reader sees it at once."""
+        print(json.dumps(obj, ensure_ascii=False), file=self.out, flush=True)
+
+    def say(self, text: str = "") -> None:
+        """A line of the answer, on stdout."""
+        print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line about progress or a problem, on stderr."""
+        print(text, file=self.err, flush=True)

@@ -1,0 +1,47 @@
+"""``omni-edit emulator``: the local emulator of the API, served until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from ..emulator import Emulator
+
+__all__ = ["EMULATOR_API_KEY", "serve_emulator"]
+
+# Any non-empty key works against the emulator; this one reads as what it is.
+EMULATOR_API_KEY = "emulator-key"
+
+
+async def serve_emulator(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM, after printing the base URL and the two ``export``
+    lines that point a client at it. ``ValueError`` for a knob out of range, ``OSError``
+    when an address cannot be bound."""
+    emulator = Emulator(
+        host=args.host,
+        port=args.port,
+        result_host=args.result_host,
+        processing_time=tuple(args.processing_time),
+        failure_rate=args.failure_rate,
+        cancel_rate=args.cancel_rate,
+        rate_429=args.rate_429,
+        rate_5xx=args.rate_5xx,
+        concurrency_limit=args.concurrency_limit,
+        allow_http_callbacks=args.allow_http_callbacks,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    async with emulator as emu:
+        # Ctrl-C ends the wait instead of raising into the middle of a request.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+            except NotImplementedError:  # Windows: KeyboardInterrupt does the job
+                break
+        print(f"omni-edit emulator: API on {emu.base_url}, results on {emu.result_base_url}")
+        print(f"export OMNI_EDIT_BASE_URL={emu.base_url}")
+        print(f"export OMNI_EDIT_API_KEY={EMULATOR_API_KEY}")
+        print("Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+    return 0

@@ -1,0 +1,248 @@
+"""The ``omni-edit`` argument parser (argparse: in the stdlib, so no startup cost).
+
+Global options are accepted before or after the command (``omni-edit --json batch m.csv``
+and ``omni-edit batch m.csv --json``): each subparser repeats them with suppressed
+defaults, so a subparser never overwrites what was given before the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
+from ._batch_command import DEFAULT_CONCURRENCY
+
+__all__ = ["build_parser"]
+
+_BATCH_EPILOG = """\
+manifest:
+  CSV (.csv) with a header row naming the columns, or JSON Lines (.jsonl, one object
+  per line) with the same keys: video_url and prompt (required), callback_url and
+  output (optional). An output path is relative to the manifest's folder; rows without
+  one are saved under --out-dir. A bad row is reported with its line number, skipped,
+  and keeps its place: fix it and rerun, and the rest resumes.
+
+resuming:
+  The journal records every input's task. Run the same command again, after a crash or
+  Ctrl-C, to resume: nothing done is redone and nothing submitted is submitted twice.
+
+exit status:
+  0 every input completed, 1 some did not, 2 usage or configuration error, 130 Ctrl-C.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=default(None),
+        help="API key (default: $OMNI_EDIT_API_KEY; prefer the variable, which other"
+        " users cannot see in the process list)",
+    )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=default(None),
+        help="API base URL (default: $OMNI_EDIT_BASE_URL, else https://api.evolink.ai)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine-readable output: one JSON object per line on stdout",
+    )
+    group.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=default(False),
+        help="log requests and show tracebacks of errors",
+    )
+
+
+class _Commands:
+    """The subcommands, each with the global options repeated (see the module doc)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        self, name: str, help: str, description: str, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = self._subparsers.add_parser(
+            name,
+            help=help,
+            description=description,
+            epilog=epilog,
+            allow_abbrev=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_global_options(sub, suppress=True)
+        return sub
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omni-edit",
+        # No abbreviated options: "--api" must not quietly mean --api-key.
+        allow_abbrev=False,
+        description="Edit videos with the Gemini Omni Flash video-edit API.",
+        epilog="Try it without a key: omni-edit demo",
+    )
+    _add_global_options(parser, suppress=False)
+    commands = _Commands(parser)
+    _add_edit(commands)
+    _add_batch(commands)
+    status = commands.add("status", "show a task's state", "Read a task once and show it.")
+    status.add_argument("task_id", metavar="TASK_ID")
+    wait = commands.add(
+        "wait",
+        "wait for a task and save its result",
+        "Wait for a task to end; save its result with --out, else print its link.",
+    )
+    wait.add_argument("task_id", metavar="TASK_ID")
+    wait.add_argument("--out", type=Path, metavar="FILE", help="where to save the result")
+    _add_emulator(commands)
+    demo = commands.add(
+        "demo",
+        "run a batch of two dozen edits on sample clips (no key needed)",
+        "Start the emulator in-process, make sample clips, and run a real batch on them.",
+    )
+    demo.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("omni-edit-demo"),
+        metavar="DIR",
+        help="where the clips, manifest and results go (default %(default)s)",
+    )
+    return parser
+
+
+def _add_edit(commands: _Commands) -> None:
+    edit = commands.add(
+        "edit",
+        "edit one clip and save the result",
+        "Submit one edit, show its progress, and save the result.",
+    )
+    edit.add_argument(
+        "video_url", metavar="VIDEO_URL", help="http(s) URL of an mp4 of at most 10 s"
+    )
+    edit.add_argument("--prompt", required=True, help="what to change, and what to keep")
+    edit.add_argument(
+        "--out", type=Path, metavar="FILE", help="where to save (default: named after the input)"
+    )
+    edit.add_argument("--callback-url", metavar="URL", help="https URL the API calls when done")
+
+
+def _add_batch(commands: _Commands) -> None:
+    batch = commands.add(
+        "batch",
+        "edit every clip of a CSV or JSONL manifest, resumably",
+        "Edit every input of MANIFEST, showing progress, saving results, resumable.",
+        _BATCH_EPILOG,
+    )
+    batch.add_argument("manifest", metavar="MANIFEST", type=Path, help="CSV or JSONL file")
+    batch.add_argument(
+        "--out-dir",
+        type=Path,
+        metavar="DIR",
+        help="where results go (default: <manifest name>-results/ beside the manifest)",
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="edits open at once (default %(default)s)",
+    )
+    batch.add_argument(
+        "--journal",
+        type=Path,
+        metavar="FILE",
+        help="resume journal (default: <manifest>.journal.sqlite beside the manifest)",
+    )
+    batch.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="resubmit inputs whose create request's answer was lost (may pay twice)",
+    )
+    batch.add_argument(
+        "--report", type=Path, metavar="FILE", help="write one row per input (.csv, else JSONL)"
+    )
+    batch.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="do not read each clip's header before submitting it (preflight refuses"
+        " clips over 10 s or not mp4 before they cost anything)",
+    )
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="probe every input and estimate tokens and credits; submit nothing",
+    )
+    batch.add_argument(
+        "--credits-per-1k-tokens",
+        type=_positive_float,
+        default=CREDITS_PER_1K_TOKENS_ESTIMATE,
+        metavar="X",
+        help="credit rate for --dry-run's rough estimate (default %(default)s, inferred"
+        " from the API's documented example)",
+    )
+
+
+def _add_emulator(commands: _Commands) -> None:
+    emulator = commands.add(
+        "emulator",
+        "serve a local emulator of the API until Ctrl-C",
+        "Serve a local emulator of the API (and its result host) until Ctrl-C.",
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="API address (default %(default)s)")
+    emulator.add_argument("--port", type=int, default=8787, help="API port (default %(default)s)")
+    emulator.add_argument(
+        "--result-host",
+        default="127.0.0.2",
+        help="address serving result files, another origin (default %(default)s)",
+    )
+    emulator.add_argument(
+        "--processing-time",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        default=(0.2, 0.5),
+        help="seconds a task runs, drawn uniformly (default 0.2 0.5)",
+    )
+    for flag, what in (
+        ("--failure-rate", "share of tasks that end failed"),
+        ("--cancel-rate", "share of tasks that end cancelled"),
+        ("--rate-429", "share of API requests answered 429"),
+        ("--rate-5xx", "share of API requests answered 500/502/503"),
+    ):
+        emulator.add_argument(flag, type=float, default=0.0, metavar="F", help=f"{what} (0..1)")
+    emulator.add_argument(
+        "--concurrency-limit", type=int, metavar="N", help="unfinished tasks allowed per key"
+    )
+    emulator.add_argument(
+        "--allow-http-callbacks",
+        action="store_true",
+        help="accept http:// and loopback callback URLs (the real API refuses them)",
+    )

@@ -1,0 +1,133 @@
+"""``omni-edit edit``, ``status`` and ``wait``: one task at a time.
+
+While a task runs, a terminal shows one status line redrawn in place; anywhere else a
+line is printed when the status changes or the progress passes another quarter, so a
+log stays short and free of carriage returns. ``--json`` prints only the final object.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, TextIO
+
+from .._batch import output_name
+from .._client import Client
+from .._models import EditRequest, Task, Usage
+from ._context import Context
+from ._errors import EXIT_OK
+
+__all__ = ["run_edit", "run_status", "run_wait", "task_json"]
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A task as the CLI prints it with ``--json``: the fields a script needs."""
+    return {
+        "task_id": task.id,
+        "status": task.status.value,
+        "progress": task.progress,
+        "result_url": task.result_url,
+        "error_code": task.error.code if task.error else None,
+        "error_message": task.error.message if task.error else None,
+        "estimated_time": task.estimated_time,
+        "credits": task.usage.credits_reserved if task.usage else None,
+    }
+
+
+class StatusLine:
+    """The live line of one task, on stderr."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool) -> None:
+        self._stream = stream
+        self._quiet = quiet
+        self._live = stream.isatty()
+        self._last: tuple[str, int] | None = None
+        self._width = 0
+
+    def show(self, task: Task) -> None:
+        if self._quiet:
+            return
+        text = f"{task.id}  {task.status.value:<10} {task.progress:>3}%"
+        if self._live:
+            # Pad over the previous text: a shorter line would leave its tail behind.
+            print("\r" + text.ljust(self._width), end="", file=self._stream, flush=True)
+            self._width = len(text)
+            return
+        state = (task.status.value, task.progress // 25)
+        if state != self._last:
+            print(text, file=self._stream, flush=True)
+        self._last = state
+
+    def close(self) -> None:
+        if self._live and self._width:
+            print(file=self._stream, flush=True)
+            self._width = 0
+
+
+async def run_edit(
+    ctx: Context,
+    video_url: str,
+    prompt: str,
+    *,
+    out: Path | None,
+    callback_url: str | None,
+) -> int:
+    """Submit one edit, wait for it and save the result (default: a file in the current
+    folder named after the input). SDK errors propagate for ``main`` to explain."""
+    dest = out or Path(output_name(EditRequest(video_url, prompt, callback_url)))
+    async with ctx.open_client() as client:
+        task = await client.submit(video_url, prompt, callback_url=callback_url)
+        # The callback goes to the user's receiver, not to this process, which must
+        # therefore poll as usual rather than as the slow safety net of callback tasks.
+        client._callback_tasks.discard(task.id)
+        ctx.on_interrupt = (
+            f"Interrupted; task {task.id} goes on. Save its result later with:"
+            f" omni-edit wait {task.id} --out {shlex.quote(str(dest))}"
+        )
+        return await _finish(ctx, client, task, dest)
+
+
+async def run_status(ctx: Context, task_id: str) -> int:
+    """Read the task once and print it."""
+    async with ctx.open_client() as client:
+        task = await client.get(task_id)
+    if ctx.json:
+        ctx.emit(task_json(task))
+        return EXIT_OK
+    ctx.say(f"{task.id}  {task.status.value}  {task.progress}%")
+    if task.error is not None:
+        ctx.say(f"  error    {task.error.code}: {task.error.message}")
+    if task.result_url is not None:
+        ctx.say(f"  result   {task.result_url}")
+        ctx.say("           (valid 24 hours after completion: save it with `omni-edit wait`)")
+    if task.usage is not None and task.usage.credits_reserved is not None:
+        ctx.say(f"  credits  {task.usage.credits_reserved:g}")
+    return EXIT_OK
+
+
+async def run_wait(ctx: Context, task_id: str, *, out: Path | None) -> int:
+    """Wait for the task to end; save the result at ``out`` if given, else print its
+    link. A failed task raises ``TaskFailedError`` for ``main`` to explain (exit 1)."""
+    async with ctx.open_client() as client:
+        task = await client.get(task_id)
+        return await _finish(ctx, client, task, out)
+
+
+async def _finish(ctx: Context, client: Client, task: Task, dest: Path | None) -> int:
+    line = StatusLine(ctx.err, quiet=ctx.json)
+    line.show(task)
+    try:
+        done = await client.wait(task, on_progress=line.show)
+    finally:
+        line.close()
+    path = await client.download(done, dest) if dest is not None else None
+    ctx.on_interrupt = None
+    if ctx.json:
+        # A task read back may omit usage; the one from the create request had it.
+        credits = (done.usage or task.usage or Usage()).credits_reserved
+        ctx.emit({**task_json(done), "credits": credits, "output": str(path) if path else None})
+    elif path is not None:
+        ctx.say(f"saved {path}")
+    else:
+        ctx.say(f"{done.id} completed: {done.result_url}")
+    return EXIT_OK

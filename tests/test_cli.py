@@ -1,0 +1,367 @@
+"""The ``omni-edit`` command line, run as the installed console script against an
+in-process emulator (and a local static server for the media it must probe)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from aiohttp import web
+
+import omni_edit as oe
+from omni_edit.emulator import Emulator
+
+pytestmark = pytest.mark.anyio
+
+MEDIA = Path(__file__).parent / "data" / "media"
+OMNI_EDIT = str(Path(sys.executable).parent / "omni-edit")
+KEY = "sk-cli-test-SECRET"
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(processing_time=(0.05, 0.3), estimated_time=0.2, seed=7) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[str]:
+    """The test clips, served with Range support: what preflight and --dry-run read."""
+    app = web.Application()
+    app.router.add_static("/media", MEDIA)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/media"
+    await runner.cleanup()
+
+
+def _env(emu: Emulator | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_EDIT_", "EVOLINK_"))}
+    if emu is not None:
+        env.update(OMNI_EDIT_API_KEY=KEY, OMNI_EDIT_BASE_URL=emu.base_url)
+    env.update(extra)
+    return env
+
+
+async def _run(*args: str, env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
+    with anyio.fail_after(30):
+        result = await anyio.run_process([OMNI_EDIT, *args], env=env, cwd=cwd, check=False)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def _manifest(path: Path, rows: list[str], header: str = "video_url,prompt") -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _read_report(path: Path) -> dict[int, dict[str, str]]:
+    with open(path, newline="") as file:
+        return {int(row["line"]): row for row in csv.DictReader(file)}
+
+
+# --- one task ----------------------------------------------------------------------------
+
+
+async def test_edit_saves_the_result_and_exits_0(emu: Emulator, tmp_path: Path) -> None:
+    out = tmp_path / "warm.mp4"
+    code, stdout, stderr = await _run(
+        "edit", "https://m.example/a.mp4", "--prompt", "Make it warmer", "--out", str(out),
+        env=_env(emu),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert out.stat().st_size > 0
+    assert f"saved {out}" in stdout
+    assert "completed" in stderr
+    assert "\r" not in stderr
+
+
+async def test_a_failed_edit_exits_1_with_one_friendly_line(tmp_path: Path) -> None:
+    async with Emulator(
+        processing_time=(0.05, 0.1), failure_rate=1.0, failure_codes=("content_policy_violation",)
+    ) as emu:
+        code, _, stderr = await _run(
+            "edit", "https://m.example/a.mp4", "--prompt", "x", env=_env(emu), cwd=tmp_path
+        )
+    assert code == 1
+    assert "content_policy_violation" in stderr
+    assert "Traceback" not in stderr
+    assert not list(tmp_path.iterdir())
+
+
+async def test_status_shows_a_task_and_wait_saves_its_result(emu: Emulator, tmp_path: Path) -> None:
+    async with oe.Client(KEY, base_url=emu.base_url) as client:
+        task = await client.submit("https://m.example/a.mp4", "Make it warmer")
+    code, stdout, _ = await _run("status", task.id, "--json", env=_env(emu))
+    assert code == 0
+    assert json.loads(stdout)["task_id"] == task.id
+
+    out = tmp_path / "result.mp4"
+    code, stdout, stderr = await _run("wait", task.id, "--out", str(out), env=_env(emu))
+    assert code == 0, stderr
+    assert out.stat().st_size > 0
+    code, stdout, _ = await _run("status", task.id, env=_env(emu))
+    assert code == 0
+    assert f"{task.id}  completed  100%" in stdout
+
+
+async def test_status_of_an_unknown_task_is_a_friendly_error(emu: Emulator) -> None:
+    code, _, stderr = await _run("status", "task-unified-1-nosuch", env=_env(emu))
+    assert code == 1
+    assert stderr.startswith("omni-edit: error: not found (HTTP 404)")
+    assert "Traceback" not in stderr
+
+
+# --- batch -------------------------------------------------------------------------------
+
+
+async def test_batch_reports_bad_rows_by_line_and_edits_the_others(
+    emu: Emulator, media: str, tmp_path: Path
+) -> None:
+    manifest = _manifest(
+        tmp_path / "clips.csv",
+        [
+            f"{media}/clip_9_9s.mp4,Make it warmer",
+            f"{media}/clip_9_9s.mp4,",  # line 3: no prompt
+            "ftp://m.example/a.mp4,Make it cooler",  # line 4: not http(s)
+            f"{media}/clip_10_1s.mp4,Make it warmer",  # line 5: refused by preflight
+            f'{media}/clip_9_9s.mp4,"A prompt on',  # lines 6-7: one row, two lines
+            'two lines"',
+            f"{media}/clip_9_9s.mp4,Film look,mine.mp4",  # line 8: its own output
+        ],
+        header="video_url,prompt,output",
+    )
+    report = tmp_path / "report.csv"
+    code, stdout, stderr = await _run(
+        "batch", str(manifest), "--report", str(report), env=_env(emu)
+    )
+    assert code == 1
+    assert "manifest line 3: prompt is missing or empty" in stderr
+    assert "manifest line 4: video_url must start with http:// or https://" in stderr
+    assert "manifest line 5: invalid: the clip is 10.10 s long" in stderr
+    assert "3 of 6 inputs completed; 3 invalid" in stdout
+
+    rows = _read_report(report)
+    assert {line: row["status"] for line, row in rows.items()} == {
+        2: "completed",
+        3: "invalid",
+        4: "invalid",
+        5: "invalid",
+        6: "completed",
+        8: "completed",
+    }
+    assert [rows[line]["index"] for line in sorted(rows)] == ["0", "1", "2", "3", "4", "5"]
+    assert rows[3]["error_message"] == "prompt is missing or empty"
+    assert rows[6]["prompt"] == "A prompt on\ntwo lines"
+    assert rows[2]["task_id"].startswith("task-unified-")
+    assert float(rows[2]["credits"]) > 0
+    assert Path(rows[8]["output"]) == tmp_path / "mine.mp4"
+    for line in (2, 6, 8):
+        assert Path(rows[line]["output"]).stat().st_size > 0
+    # No create request for any of the bad rows.
+    assert sorted(t.prompt for t in emu.tasks.values()) == [
+        "A prompt on\ntwo lines",
+        "Film look",
+        "Make it warmer",
+    ]
+    assert (tmp_path / "clips.csv.journal.sqlite").exists()
+    assert len(list((tmp_path / "clips-results").iterdir())) == 2
+
+
+async def test_batch_that_completes_everything_exits_0_with_plain_lines_off_a_terminal(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "clips.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"video_url": f"https://m.example/{i}.mp4", "prompt": f"edit {i}"}) + "\n"
+            for i in range(6)
+        )
+    )
+    report = tmp_path / "report.jsonl"
+    out_dir = tmp_path / "out"
+    code, stdout, stderr = await _run(
+        "batch", str(manifest), "--no-preflight", "--out-dir", str(out_dir),
+        "--report", str(report), env=_env(emu),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "\r" not in stderr
+    assert stderr.splitlines()[-1].startswith("6/6 done, 0 failed, 0 running,")
+    assert "credits" in stderr.splitlines()[-1]
+    assert "6 of 6 inputs completed" in stdout
+    assert len(list(out_dir.iterdir())) == 6
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert sorted(r["index"] for r in rows) == list(range(6))
+    assert {r["status"] for r in rows} == {"completed"}
+
+
+async def test_batch_json_prints_an_object_per_outcome_and_a_summary(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    manifest = _manifest(
+        tmp_path / "m.csv", ["https://m.example/a.mp4,Warmer", "https://m.example/b.mp4,"]
+    )
+    code, stdout, stderr = await _run(
+        "--json", "batch", str(manifest), "--no-preflight", env=_env(emu)
+    )
+    assert code == 1
+    events = [json.loads(line) for line in stdout.splitlines()]
+    outcomes = {e["line"]: e for e in events if e["event"] == "outcome"}
+    assert outcomes[2]["status"] == "completed"
+    assert outcomes[3]["status"] == "invalid"
+    assert events[-1]["event"] == "summary"
+    assert events[-1]["completed"] == 1
+    assert events[-1]["invalid"] == 1
+    assert events[-1]["exit_code"] == 1
+    assert "done," not in stderr  # no progress display in JSON mode
+
+
+async def test_batch_without_an_api_key_exits_2(emu: Emulator, tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path / "m.csv", ["https://m.example/a.mp4,Warmer"])
+    env = _env(None, OMNI_EDIT_BASE_URL=emu.base_url)
+    code, _stdout, stderr = await _run("batch", str(manifest), env=env)
+    assert code == 2
+    assert stderr == (
+        "omni-edit: error: no API key: pass --api-key or set $OMNI_EDIT_API_KEY"
+        " (`omni-edit demo` runs without one)\n"
+    )
+    assert not emu.stats.requests
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read the manifest"),
+        ("url,text\nhttps://m.example/a.mp4,x\n", "must start with a header row"),
+        (b"video_url,prompt\n\xff\xfe,x\n", "not UTF-8"),
+        ("video_url,prompt\n", "has no data rows"),
+    ],
+)
+async def test_batch_of_an_unusable_manifest_exits_2(
+    emu: Emulator, tmp_path: Path, content: str | bytes | None, message: str
+) -> None:
+    manifest = tmp_path / "m.csv"
+    if isinstance(content, bytes):
+        manifest.write_bytes(content)
+    elif content is not None:
+        manifest.write_text(content)
+    code, _, stderr = await _run("batch", str(manifest), env=_env(emu))
+    assert code == 2
+    assert message in stderr
+    assert len(stderr.splitlines()) == 1
+    assert not emu.stats.requests
+
+
+async def test_dry_run_totals_the_durations_and_submits_nothing(
+    emu: Emulator, media: str, tmp_path: Path
+) -> None:
+    manifest = _manifest(
+        tmp_path / "m.csv",
+        [f"{media}/clip_9_9s.mp4,Warmer", f"{media}/clip_10_1s.mp4,Warmer"],
+    )
+    code, stdout, stderr = await _run("batch", str(manifest), "--dry-run", env=_env(emu))
+    assert code == 1  # one clip would be refused
+    assert "manifest line 3: the clip is 10.10 s long" in stderr
+    assert "accepted   1, with 9.9 s of input video in all" in stdout
+    assert "tokens     about 114,682 (57,341 in + 57,341 out" in stdout
+    assert "roughly 202.6" in stdout
+    assert "rough estimate" in stdout
+    assert not [r for r in emu.stats.requests if r.method == "POST"]
+
+    code, stdout, _ = await _run(
+        "batch", str(manifest), "--dry-run", "--json", "--credits-per-1k-tokens", "2",
+        env=_env(None),  # no key needed: nothing goes to the API
+    )  # fmt: skip
+    summary = json.loads(stdout.splitlines()[-1])
+    assert summary["input_seconds"] == pytest.approx(9.9)
+    assert summary["credits_estimate"] == pytest.approx(114_682 * 2 / 1000, abs=0.01)
+    assert not emu.stats.requests
+
+
+async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: Path) -> None:
+    n = 16
+    manifest = _manifest(
+        tmp_path / "m.csv", [f"https://m.example/{i}.mp4,edit {i}" for i in range(n)]
+    )
+    args = ["batch", str(manifest), "--no-preflight", "--concurrency", "4", "--json"]
+    async with Emulator(processing_time=(0.3, 0.6), estimated_time=0.4, seed=3) as emu:
+        env = _env(None, OMNI_EDIT_BASE_URL=emu.base_url)
+        command = [OMNI_EDIT, *args, "--api-key", KEY]
+        async with await anyio.open_process(command, env=env) as proc:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            seen = b""
+            with anyio.fail_after(20):
+                while seen.count(b'"event": "outcome"') < 3:
+                    seen += await proc.stdout.receive()
+            proc.send_signal(signal.SIGINT)
+            with anyio.fail_after(20):
+                await proc.wait()
+            errors = b"".join([chunk async for chunk in proc.stderr]).decode()
+        assert proc.returncode == 130
+        assert "Interrupted; the journal is kept. Resume with: omni-edit batch" in errors
+        assert "--concurrency 4" in errors
+        assert KEY not in errors  # the hint never repeats the key
+        assert "Traceback" not in errors
+        assert (tmp_path / "m.csv.journal.sqlite").exists()
+        created_before = len(emu.tasks)
+        assert created_before < n
+
+        code, stdout, stderr = await _run(*args, "--api-key", KEY, env=env)
+        assert code == 0, stderr
+        assert json.loads(stdout.splitlines()[-1])["completed"] == n
+        created = Counter(t.prompt for t in emu.tasks.values())
+        assert sorted(created) == sorted(f"edit {i}" for i in range(n))
+        assert max(created.values()) == 1
+
+
+# --- the rest ----------------------------------------------------------------------------
+
+
+async def test_demo_runs_end_to_end_without_a_key(tmp_path: Path) -> None:
+    code, stdout, stderr = await _run("demo", env=_env(None), cwd=tmp_path)
+    assert code == 0, stderr
+    results = list((tmp_path / "omni-edit-demo" / "results").iterdir())
+    assert len(results) == 21
+    assert "21 of 24 edits saved" in stdout
+    assert "content_policy_violation" in stdout
+    assert "manifest line 25: prompt is missing or empty" in stderr
+
+
+def test_import_omni_edit_does_not_import_the_progress_bar() -> None:
+    code = "import omni_edit, omni_edit._cli, sys; assert 'tqdm' not in sys.modules"
+    assert os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", code]) == 0
+
+
+async def test_global_options_work_after_the_command(emu: Emulator) -> None:
+    env = _env(None)
+    code, stdout, stderr = await _run(
+        "status", "task-unified-1-nosuch", "--json", "--api-key", KEY, "--base-url", emu.base_url,
+        env=env,
+    )  # fmt: skip
+    assert code == 1
+    assert json.loads(stdout)["event"] == "error"
+    assert KEY not in stdout + stderr
+
+
+async def test_batch_with_a_refused_key_exits_2_with_one_line(tmp_path: Path) -> None:
+    manifest = _manifest(
+        tmp_path / "m.csv", [f"https://m.example/{i}.mp4,edit {i}" for i in range(3)]
+    )
+    async with Emulator(api_keys={"the-right-key"}) as emu:
+        code, stdout, stderr = await _run("batch", str(manifest), "--no-preflight", env=_env(emu))
+    assert code == 2
+    assert stderr.count("HTTP 401") == 1
+    assert stderr.splitlines()[-1] == (
+        "omni-edit: error: the API refused the key (HTTP 401):"
+        " check --api-key or $OMNI_EDIT_API_KEY"
+    )
+    assert "0 of 3 inputs completed; 3 failed" in stdout
