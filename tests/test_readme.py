@@ -17,6 +17,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from aiohttp import web
 
 from omni_edit.emulator import Emulator
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.anyio
 
 README = Path(__file__).parent.parent / "README.md"
 BIN = Path(sys.executable).parent
+MEDIA = Path(__file__).parent / "data" / "media"
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
 
@@ -39,6 +41,19 @@ def _commands() -> list[str]:
             if line.startswith("omni-edit "):
                 lines.append(line)
     return lines
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[str]:
+    """The committed fixture clips on loopback, standing in for the README's example.com
+    clips so that preflight really reads them."""
+    app = web.Application()
+    app.router.add_static("/media", MEDIA)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/media/clip_9_9s.mp4"
+    await runner.cleanup()
 
 
 @pytest.fixture
@@ -69,12 +84,14 @@ async def test_python_block_runs(index: int, env: dict[str, str], tmp_path: Path
 
 
 @pytest.mark.parametrize("command", _commands())
-async def test_shell_command_runs(command: str, env: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "manifest.csv").write_text(
-        "video_url,prompt\n"
-        "https://media.example.com/a.mp4,Make the lighting warmer\n"
-        "https://media.example.com/b.mp4,Give it a 1970s film look\n"
-    )
+async def test_shell_command_runs(
+    command: str, env: dict[str, str], media: str, tmp_path: Path
+) -> None:
+    # The README's own manifest example, with its clips served locally.
+    manifest = next(b for b in _blocks("text") if b.startswith("video_url,"))
+    local = re.sub(r"https://example\.com/\S+?\.mp4", media, manifest)
+    (tmp_path / "manifest.csv").write_text(local)
+    argv = [media if a == "https://example.com/clip.mp4" else a for a in shlex.split(command)]
     with anyio.fail_after(60):
-        result = await anyio.run_process(shlex.split(command), cwd=tmp_path, env=env, check=False)
+        result = await anyio.run_process(argv, cwd=tmp_path, env=env, check=False)
     assert result.returncode == 0, (command, result.stderr.decode())
