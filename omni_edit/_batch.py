@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ._exceptions import (
     APIConnectionError,
@@ -129,19 +128,22 @@ class _Batch:
         self.options = options
         self.journal: Journal | None = None
         self.halt: OmniEditError | None = None
-        self.progress = BatchProgress()
+        self.counts = _Counts()
         self._reported = BatchProgress()
 
     async def run(
         self,
         requests: Iterable[Input] | AsyncIterable[Input],
-        send: MemoryObjectSendStream[EditOutcome],
+        send: asyncio.Queue[EditOutcome | None],
     ) -> None:
-        async with send:
+        try:
             if self.options.journal is not None:
                 self.journal = await Journal.open(self.options.journal)
             try:
-                slots = anyio.Semaphore(self.options.concurrency)
+                # asyncio's semaphore and queue rather than anyio's: they sit on every
+                # input's path, and anyio's checkpoint on each call costs more than the
+                # rest of the bookkeeping together (benchmarks/bench_batch.py).
+                slots = asyncio.Semaphore(self.options.concurrency)
                 broken: Exception | None = None
                 async with anyio.create_task_group() as tg:
                     index = 0
@@ -151,7 +153,7 @@ class _Batch:
                                 # Nothing to wait for: answer now, at the consumer's pace.
                                 outcome = self._halted(index, raw)
                                 await self._report()
-                                await send.send(outcome)
+                                await send.put(outcome)
                             else:
                                 await slots.acquire()
                                 tg.start_soon(self._worker, index, raw, slots, send)
@@ -166,6 +168,8 @@ class _Batch:
                 if self.journal is not None:
                     with anyio.CancelScope(shield=True):
                         await self.journal.close()
+        finally:
+            send.put_nowait(None)  # the end; the queue has room for it (see run_edit_many)
 
     def _halted(self, index: int, raw: Input) -> EditOutcome:
         try:
@@ -179,8 +183,8 @@ class _Batch:
         self,
         index: int,
         raw: Input,
-        slots: anyio.Semaphore,
-        send: MemoryObjectSendStream[EditOutcome],
+        slots: asyncio.Semaphore,
+        send: asyncio.Queue[EditOutcome | None],
     ) -> None:
         try:
             outcome = await self._edit(index, raw)
@@ -189,7 +193,7 @@ class _Batch:
             else:
                 self._count(failed=1)
             await self._report()
-            await send.send(outcome)
+            await send.put(outcome)
         finally:
             slots.release()
 
@@ -200,7 +204,12 @@ class _Batch:
             request = coerce_request(raw)
         except ValidationError as exc:
             return EditOutcome(index=index, request=None, error=exc)
-        digest = fingerprint(request.video_url, request.prompt, request.callback_url)
+        # The fingerprint only matters to the journal.
+        digest = (
+            fingerprint(request.video_url, request.prompt, request.callback_url)
+            if self.journal
+            else ""
+        )
         task: Task | None = None
         try:
             entry = await self.journal.get(index) if self.journal else None
@@ -297,37 +306,44 @@ class _Batch:
         if self.options.preflight:
             await self.client._preflight(request.video_url)
         for refusal in range(_SUBMIT_RETRIES + 1):
-            # Shielded for about one request's time: a cancel mid-POST would leave the
-            # outcome unknown, and the journal with an uncertain input.
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + self.client.timeout + 5
+            try:
+                task = await self._create(index, digest, request, attempts)
+            except (RateLimitError, ServerError, APIConnectionError) as exc:
+                # Reaching here (not SubmissionUncertainError) means nothing was made.
                 if self.journal:
-                    await self.journal.submitting(index, digest, attempts + 1)
-                try:
-                    task = await self.client.submit(
-                        request.video_url, request.prompt, callback_url=request.callback_url
+                    await self.journal.failed(
+                        index, digest, code=None, message=str(exc), retryable=True
                     )
-                except (RateLimitError, ServerError, APIConnectionError) as exc:
-                    # Reaching here (not SubmissionUncertainError) means nothing was made.
-                    if self.journal:
-                        await self.journal.failed(
-                            index, digest, code=None, message=str(exc), retryable=True
-                        )
-                    if refusal == _SUBMIT_RETRIES:
-                        raise
-                    retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
-                    wait = retry_delay(refusal, retry_after)
-                else:
-                    if self.journal:
-                        credits = task.usage.credits_reserved if task.usage else None
-                        await self.journal.submitted(index, task.id, credits)
-                    reserved = task.usage.credits_reserved if task.usage else None
-                    self._count(submitted=1, credits=reserved or 0.0)
-                    return task
-            if scope.cancelled_caught:
-                raise SubmissionUncertainError("the batch was cancelled during a create request")
-            await anyio.sleep(wait)
+                if refusal == _SUBMIT_RETRIES:
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+                await anyio.sleep(retry_delay(refusal, retry_after))
+                continue
+            reserved = task.usage.credits_reserved if task.usage else None
+            self._count(submitted=1, credits=reserved or 0.0)
+            return task
         raise AssertionError("unreachable")
+
+    async def _create(self, index: int, digest: str, request: EditRequest, attempts: int) -> Task:
+        """One create request, journaled first when there is a journal."""
+        if self.journal is None:
+            return await self.client.submit(
+                request.video_url, request.prompt, callback_url=request.callback_url
+            )
+        # Shielded for about one request's time: a cancel mid-POST would leave the
+        # outcome unknown and the input uncertain in the journal.
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + self.client.timeout + 5
+            await self.journal.submitting(index, digest, attempts + 1)
+            task = await self.client.submit(
+                request.video_url, request.prompt, callback_url=request.callback_url
+            )
+            # The task id is recorded inside the shield too: losing it is paying twice.
+            reserved = task.usage.credits_reserved if task.usage else None
+            await self.journal.submitted(index, task.id, reserved)
+        if scope.cancelled_caught:
+            raise SubmissionUncertainError("the batch was cancelled during a create request")
+        return task
 
     async def _save(self, index: int, task: Task, request: EditRequest) -> Path | None:
         if self.options.destination is not None:
@@ -375,23 +391,38 @@ class _Batch:
         failed: int = 0,
         credits: float = 0.0,
     ) -> None:
-        p = self.progress
-        self.progress = BatchProgress(
-            submitted=p.submitted + submitted,
-            running=p.running + running,
-            done=p.done + done,
-            failed=p.failed + failed,
-            credits_reserved=p.credits_reserved + credits,
-        )
+        c = self.counts
+        c.submitted += submitted
+        c.running += running
+        c.done += done
+        c.failed += failed
+        c.credits_reserved += credits
+
+    @property
+    def progress(self) -> BatchProgress:
+        c = self.counts
+        return BatchProgress(c.submitted, c.running, c.done, c.failed, c.credits_reserved)
 
     async def _report(self) -> None:
         """Tell ``on_progress`` the counts, if they changed since it last heard."""
         callback = self.options.on_progress
-        if callback is not None and self.progress != self._reported:
-            self._reported = self.progress
-            result = callback(self.progress)
+        if callback is None:
+            return
+        progress = self.progress
+        if progress != self._reported:
+            self._reported = progress
+            result = callback(progress)
             if inspect.isawaitable(result):
                 await result
+
+
+@attrs.define
+class _Counts:
+    submitted: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    credits_reserved: float = 0.0
 
 
 def _recorded_error(entry: JournalEntry) -> OmniEditError:
@@ -411,14 +442,15 @@ async def run_edit_many(
 ) -> AsyncIterator[EditOutcome]:
     """The async iterator behind ``Client.edit_many``."""
     batch = _Batch(client, options)
-    send, receive = anyio.create_memory_object_stream[EditOutcome](options.concurrency)
+    # Room for every open edit's outcome plus the end marker, so that the runner's final
+    # put_nowait never finds the queue full.
+    queue: asyncio.Queue[EditOutcome | None] = asyncio.Queue(options.concurrency + 1)
     runner = asyncio.get_running_loop().create_task(
-        batch.run(requests, send), name="omni_edit edit_many"
+        batch.run(requests, queue), name="omni_edit edit_many"
     )
     try:
-        async with receive:
-            async for outcome in receive:
-                yield outcome
+        while (outcome := await queue.get()) is not None:
+            yield outcome
         # The inputs ran out, or the runner failed (an input iterator that raised).
         await runner
     finally:

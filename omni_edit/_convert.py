@@ -11,7 +11,7 @@ naming the field, never a ``KeyError`` or ``TypeError``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -31,8 +31,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 _TASK_INFO_FIELDS = ("can_cancel", "estimated_time", "video_duration")
-
-converter = cattrs.Converter(detailed_validation=True)
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -75,13 +73,6 @@ def _structure_str(value: Any, _: type) -> str:
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
-converter.register_structure_hook(int, _structure_int)
-converter.register_structure_hook(float, _structure_float)
-converter.register_structure_hook(bool, _structure_bool)
-converter.register_structure_hook(str, _structure_str)
-converter.register_structure_hook(datetime, _structure_datetime)
-
-
 def _structure_status(value: Any, _: type) -> TaskStatus:
     # Registered explicitly: TaskStatus is a str, and the str hook would take it by subclass.
     if not isinstance(value, str):
@@ -97,7 +88,7 @@ def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
     # A bare string is iterable too; only a JSON array is a list of URLs.
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"expected an array, got {type(value).__name__}")
-    return tuple(converter.structure(item, str) for item in value)
+    return tuple(_structure_str(item, str) for item in value)
 
 
 def _structure_code(value: Any, _: type) -> str | int:
@@ -107,30 +98,39 @@ def _structure_code(value: Any, _: type) -> str | int:
     raise TypeError(f"expected a string or integer code, got {type(value).__name__}")
 
 
-converter.register_structure_hook(TaskStatus, _structure_status)
-converter.register_structure_hook_func(lambda t: t == (str | int | None), _structure_code)
-converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
-converter.register_unstructure_hook(datetime, lambda d: int(d.timestamp()))
-
-_structure_task_fields = make_dict_structure_fn(Task, converter)
+def _is_optional(kind: type) -> Callable[[Any], bool]:
+    return lambda t: bool(t == (kind | None))
 
 
-def _structure_task(value: Any, _: type) -> Task:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"a task object, not {type(value).__name__}")
-    flat = {k: v for k, v in value.items() if v is not None and k != "task_info"}
-    info = value.get("task_info")
-    if isinstance(info, Mapping):
-        for name in _TASK_INFO_FIELDS:
-            if info.get(name) is not None:
-                flat[name] = info[name]
-    elif info is not None:
-        raise TypeError("task_info must be an object")
-    return _structure_task_fields(flat, Task)
+def _optional(hook: Callable[[Any, type], _T]) -> Callable[[Any, type], _T | None]:
+    def optional(value: Any, kind: type) -> _T | None:
+        return None if value is None else hook(value, kind)
+
+    return optional
 
 
-def _drop_nulls(cls: type[_T]) -> Any:
-    fields = make_dict_structure_fn(cls, converter)
+def _task_hook(conv: cattrs.Converter) -> Any:
+    fields = make_dict_structure_fn(Task, conv)
+
+    def hook(value: Any, _: type) -> Task:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"a task object, not {type(value).__name__}")
+        flat = {k: v for k, v in value.items() if v is not None and k != "task_info"}
+        info = value.get("task_info")
+        if isinstance(info, Mapping):
+            for name in _TASK_INFO_FIELDS:
+                if info.get(name) is not None:
+                    flat[name] = info[name]
+        elif info is not None:
+            raise TypeError("task_info must be an object")
+        task: Task = fields(flat, Task)
+        return task
+
+    return hook
+
+
+def _drop_nulls(conv: cattrs.Converter, cls: type[_T]) -> Any:
+    fields = make_dict_structure_fn(cls, conv)
 
     def hook(value: Any, _: type) -> _T:
         if not isinstance(value, Mapping):
@@ -141,9 +141,34 @@ def _drop_nulls(cls: type[_T]) -> Any:
     return hook
 
 
-converter.register_structure_hook(Task, _structure_task)
-converter.register_structure_hook(TaskError, _drop_nulls(TaskError))
-converter.register_structure_hook(Usage, _drop_nulls(Usage))
+def _configure(conv: cattrs.Converter) -> cattrs.Converter:
+    """Every wire rule, registered on ``conv``: the one place they are written down."""
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    conv.register_structure_hook(TaskStatus, _structure_status)
+    conv.register_structure_hook_func(lambda t: t == (str | int | None), _structure_code)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
+    # Optional scalars directly: cattrs' generic optional dispatch costs as much again as
+    # the value's own hook, on every field of every response.
+    for kind, scalar in (
+        (int, _structure_int),
+        (float, _structure_float),
+        (bool, _structure_bool),
+        (str, _structure_str),
+        (datetime, _structure_datetime),
+    ):
+        conv.register_structure_hook_func(_is_optional(kind), _optional(scalar))
+    conv.register_unstructure_hook(datetime, lambda d: int(d.timestamp()))
+    conv.register_structure_hook(Task, _task_hook(conv))
+    conv.register_structure_hook(TaskError, _drop_nulls(conv, TaskError))
+    conv.register_structure_hook(Usage, _drop_nulls(conv, Usage))
+    return conv
+
+
+converter = _configure(cattrs.Converter(detailed_validation=True))
 
 
 def _error_path(exc: BaseException) -> tuple[str | None, str]:

@@ -15,6 +15,7 @@ saved file must be whole. The rules (RELIABILITY.md "Downloads", RFC 9110):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -53,7 +54,7 @@ class _Transient(Exception):
 class ResultFetcher:
     """Downloads result files with a session that carries no credentials."""
 
-    def __init__(self, limiter: anyio.CapacityLimiter, *, timeout: float) -> None:
+    def __init__(self, limiter: asyncio.Semaphore, *, timeout: float) -> None:
         self._limiter = limiter
         self.max_attempts = MAX_ATTEMPTS
         self.backoff_cap = 5.0

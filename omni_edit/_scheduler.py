@@ -20,8 +20,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-import anyio
-
 from ._exceptions import (
     APIConnectionError,
     OmniEditError,
@@ -191,9 +189,18 @@ class PollScheduler:
                     self._polls.add(poll)
                     poll.add_done_callback(self._poll_done)
                 self._wakeup.clear()
-                timeout = heap[0][0] - now if heap else None
-                with anyio.move_on_after(timeout):
+                # A timer that sets the event, not a timeout scope: this loop turns once
+                # per poll, and a plain timer handle is the cheapest way to sleep here.
+                timer = (
+                    asyncio.get_running_loop().call_later(heap[0][0] - now, self._wakeup.set)
+                    if heap
+                    else None
+                )
+                try:
                     await self._wakeup.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
         finally:
             # Decided with no await in between: a watch added from now on starts a
             # new runner, and this one touches nothing again.

@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from types import SimpleNamespace
 
 import aiohttp
 import anyio
@@ -43,24 +42,6 @@ logger = logging.getLogger("omni_edit")
 USER_AGENT = "omni-edit/0.1 (+aiohttp)"
 # A task object is a few hundred bytes; a body far larger is not the API talking.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-
-
-@attrs.define
-class _SendMark:
-    """Per-request trace context: set once aiohttp has written the request's headers.
-    ``None`` means unknown (a caller-owned session has no trace hook of ours)."""
-
-    sent: bool | None = None
-
-
-async def _on_headers_sent(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    mark = ctx.trace_request_ctx
-    if isinstance(mark, _SendMark):
-        mark.sent = True
 
 
 @attrs.frozen
@@ -91,13 +72,17 @@ class Transport:
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # A connect that times out raises ConnectionTimeoutError, which proves the request
+        # never left; ``total`` bounds the whole exchange.
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout / 2)
         self._timeout_seconds = timeout
         self._max_retries = max_retries
         self._max_concurrency = max_concurrency
         self._session = session
         self._owns_session = session is None
-        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        # An asyncio semaphore rather than anyio's CapacityLimiter: it is on every
+        # request's path and costs a fraction (no checkpoint when uncontended).
+        self.limiter = asyncio.Semaphore(max_concurrency)
         self.pause = Pause()
         self.budget = RetryBudget()
         self.requests_sent = 0
@@ -109,14 +94,11 @@ class Transport:
         if self._closed:
             raise RuntimeError("this omni_edit client is closed")
         if self._session is None:
-            trace = aiohttp.TraceConfig()
-            trace.on_request_headers_sent.append(_on_headers_sent)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_concurrency),
                 # No cookie is kept: none may travel from the API to a result host.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 headers={"User-Agent": USER_AGENT},
-                trace_configs=[trace],
             )
         return self._session
 
@@ -129,21 +111,30 @@ class Transport:
         """Send with retries; return the 2xx status and body."""
         spent = 0
         attempt_no = 0
+        url = self.base_url + request.path
+        headers = {"Authorization": f"Bearer {self._api_key.reveal()}"}
+        data: bytes | None = None
+        if request.json is not None:
+            data = json.dumps(request.json, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
         while True:
-            await self.pause.wait()
-            outcome = await self._attempt(request)
-            verdict = judge(outcome.attempt, idempotent=request.idempotent)
+            if self.pause.remaining():
+                await self.pause.wait()
+            outcome = await self._attempt(request.method, url, headers, data)
             status = outcome.attempt.status
-            logger.debug(
-                "%s %s -> %s (attempt %d)",
-                request.method,
-                request.path,
-                status if status is not None else outcome.attempt.failure,
-                attempt_no + 1,
-            )
-            if verdict is Verdict.SUCCESS and status is not None:
-                self.budget.release(spent)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %s (attempt %d)",
+                    request.method,
+                    request.path,
+                    status if status is not None else outcome.attempt.failure,
+                    attempt_no + 1,
+                )
+            if status is not None and 200 <= status < 300:
+                if spent or self.budget.tokens < self.budget.capacity:
+                    self.budget.release(spent)
                 return status, outcome.body
+            verdict = judge(outcome.attempt, idempotent=request.idempotent)
             error = self._error(outcome)
             if verdict is Verdict.UNCERTAIN:
                 raise SubmissionUncertainError(
@@ -192,37 +183,31 @@ class Transport:
         err.__cause__ = outcome.exc
         return err
 
-    async def _attempt(self, request: ApiRequest) -> _Outcome:
-        mark = _SendMark(sent=False if self._owns_session else None)
-        headers = {"Authorization": f"Bearer {self._api_key.reveal()}"}
-        data: bytes | None = None
-        if request.json is not None:
-            data = json.dumps(request.json, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
+    async def _attempt(
+        self, method: str, url: str, headers: dict[str, str], data: bytes | None
+    ) -> _Outcome:
         try:
-            async with self.limiter:
-                self.requests_sent += 1
-                async with self.session.request(
-                    request.method,
-                    self.base_url + request.path,
+            async with (
+                self.limiter,
+                self.session.request(
+                    method,
+                    url,
                     data=data,
                     headers=headers,
                     allow_redirects=False,
                     timeout=self._timeout,
-                    trace_request_ctx=mark,
-                ) as resp:
-                    body = await _read_bounded(resp)
-                    return _Outcome(Attempt(status=resp.status), resp.headers, body)
-        except aiohttp.ConnectionTimeoutError as exc:
+                ) as resp,
+            ):
+                self.requests_sent += 1
+                body = await _read_bounded(resp)
+                return _Outcome(Attempt(status=resp.status), resp.headers, body)
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+            # Connecting failed (refused, DNS, TLS, connect timeout): nothing was sent.
             return _Outcome(Attempt(failure=Failure.NOT_SENT), exc=exc)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            kind = Failure.NOT_SENT if mark.sent is False else Failure.TIMEOUT
-            return _Outcome(Attempt(failure=kind), exc=exc)
-        except aiohttp.ClientConnectorError as exc:
-            return _Outcome(Attempt(failure=Failure.NOT_SENT), exc=exc)
+            return _Outcome(Attempt(failure=Failure.TIMEOUT), exc=exc)
         except aiohttp.ClientError as exc:
-            kind = Failure.NOT_SENT if mark.sent is False else Failure.LOST
-            return _Outcome(Attempt(failure=kind), exc=exc)
+            return _Outcome(Attempt(failure=Failure.LOST), exc=exc)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
