@@ -128,7 +128,7 @@ class Client:
             max_retries=max_retries,
             session=session,
         )
-        self._scheduler = PollScheduler(self.get, self.poll, self._transport.pause)
+        self._scheduler = PollScheduler(self._read, self.poll, self._transport.pause)
         self._results = ResultFetcher(self._transport.limiter, timeout=timeout)
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
@@ -198,7 +198,10 @@ class Client:
         Raises ``ValidationError`` for a string that is not a task id (nothing sent),
         ``NotFoundError`` for an unknown or expired task.
         """
-        validate_task_id(task_id)
+        return await self._read(validate_task_id(task_id))
+
+    async def _read(self, task_id: str) -> Task:
+        """``get`` for an id already validated (the scheduler's, from the API itself)."""
         status, body = await self._transport.send(task_request(task_id))
         task = parse_task_response(status, body)
         # Any fresh read is news for whoever waits on this task.

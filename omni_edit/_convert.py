@@ -115,12 +115,12 @@ def _task_hook(conv: cattrs.Converter) -> Any:
     def hook(value: Any, _: type) -> Task:
         if not isinstance(value, Mapping):
             raise TypeError(f"a task object, not {type(value).__name__}")
-        flat = {k: v for k, v in value.items() if v is not None and k != "task_info"}
-        info = value.get("task_info")
+        flat = {k: v for k, v in value.items() if v is not None}
+        info = flat.pop("task_info", None)
         if isinstance(info, Mapping):
             for name in _TASK_INFO_FIELDS:
-                if info.get(name) is not None:
-                    flat[name] = info[name]
+                if (field := info.get(name)) is not None:
+                    flat[name] = field
         elif info is not None:
             raise TypeError("task_info must be an object")
         task: Task = fields(flat, Task)
@@ -237,7 +237,8 @@ def excerpt(body: bytes, limit: int = 200) -> str:
 def decode_json(body: bytes, *, status: int | None = None) -> Any:
     """Decode a JSON body, or raise ``MalformedResponseError`` with an excerpt."""
     try:
-        return json.loads(body)
+        # RFC 8259: JSON between systems is UTF-8; decoding first skips json's detection.
+        return json.loads(body.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedResponseError(
             f"expected a JSON body but got: {excerpt(body) or '(empty body)'}",

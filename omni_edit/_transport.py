@@ -120,20 +120,49 @@ class Transport:
         while True:
             if self.pause.remaining():
                 await self.pause.wait()
-            outcome = await self._attempt(request.method, url, headers, data)
-            status = outcome.attempt.status
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %s (attempt %d)",
-                    request.method,
-                    request.path,
-                    status if status is not None else outcome.attempt.failure,
-                    attempt_no + 1,
-                )
-            if status is not None and 200 <= status < 300:
-                if spent or self.budget.tokens < self.budget.capacity:
-                    self.budget.release(spent)
-                return status, outcome.body
+            try:
+                async with (
+                    self.limiter,
+                    self.session.request(
+                        request.method,
+                        url,
+                        data=data,
+                        headers=headers,
+                        allow_redirects=False,
+                        timeout=self._timeout,
+                    ) as resp,
+                ):
+                    self.requests_sent += 1
+                    status = resp.status
+                    body = await _read_bounded(resp)
+                    if 200 <= status < 300:
+                        # The common case, before any bookkeeping.
+                        if logger.isEnabledFor(logging.DEBUG):
+                            logger.debug(
+                                "%s %s -> %s (attempt %d)",
+                                request.method,
+                                request.path,
+                                status,
+                                attempt_no + 1,
+                            )
+                        if spent or self.budget.tokens < self.budget.capacity:
+                            self.budget.release(spent)
+                        return status, body
+                    outcome = _Outcome(Attempt(status=status), resp.headers, body)
+            except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+                # Connecting failed (refused, DNS, TLS, connect timeout): nothing was sent.
+                outcome = _Outcome(Attempt(failure=Failure.NOT_SENT), exc=exc)
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                outcome = _Outcome(Attempt(failure=Failure.TIMEOUT), exc=exc)
+            except aiohttp.ClientError as exc:
+                outcome = _Outcome(Attempt(failure=Failure.LOST), exc=exc)
+            logger.debug(
+                "%s %s -> %s (attempt %d)",
+                request.method,
+                request.path,
+                outcome.attempt.status or outcome.attempt.failure,
+                attempt_no + 1,
+            )
             verdict = judge(outcome.attempt, idempotent=request.idempotent)
             error = self._error(outcome)
             if verdict is Verdict.UNCERTAIN:
@@ -182,32 +211,6 @@ class Transport:
             err = APIConnectionError(f"could not reach {host}: {outcome.exc}")
         err.__cause__ = outcome.exc
         return err
-
-    async def _attempt(
-        self, method: str, url: str, headers: dict[str, str], data: bytes | None
-    ) -> _Outcome:
-        try:
-            async with (
-                self.limiter,
-                self.session.request(
-                    method,
-                    url,
-                    data=data,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                ) as resp,
-            ):
-                self.requests_sent += 1
-                body = await _read_bounded(resp)
-                return _Outcome(Attempt(status=resp.status), resp.headers, body)
-        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
-            # Connecting failed (refused, DNS, TLS, connect timeout): nothing was sent.
-            return _Outcome(Attempt(failure=Failure.NOT_SENT), exc=exc)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            return _Outcome(Attempt(failure=Failure.TIMEOUT), exc=exc)
-        except aiohttp.ClientError as exc:
-            return _Outcome(Attempt(failure=Failure.LOST), exc=exc)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
