@@ -21,7 +21,15 @@ import contextlib
 import inspect
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +153,8 @@ class _Batch:
                 # rest of the bookkeeping together (benchmarks/bench_batch.py).
                 slots = asyncio.Semaphore(self.options.concurrency)
                 broken: Exception | None = None
-                async with anyio.create_task_group() as tg:
+                workers = _Workers()
+                try:
                     index = 0
                     try:
                         async for raw in _inputs(requests):
@@ -156,12 +165,15 @@ class _Batch:
                                 await send.put(outcome)
                             else:
                                 await slots.acquire()
-                                tg.start_soon(self._worker, index, raw, slots, send)
+                                workers.start(self._worker(index, raw, slots, send))
                             index += 1
                     except Exception as exc:
                         # The inputs themselves failed. Edits already open are billed:
                         # they finish and report before the error reaches the caller.
                         broken = exc
+                    await workers.join()
+                finally:
+                    await workers.cancel()
                 if broken is not None:
                     raise broken
             finally:
@@ -423,6 +435,49 @@ class _Counts:
     done: int = 0
     failed: int = 0
     credits_reserved: float = 0.0
+
+
+class _Workers:
+    """The open edits' tasks, owned by the batch runner: all are awaited, and any left
+    when the runner ends (cancelled, or a worker failed) are cancelled and awaited.
+
+    A task group in all but name, written out because anyio's costs several times more
+    per task (measured in benchmarks/bench_batch.py) and asyncio.TaskGroup needs 3.11.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+            self._idle.set()  # wake join() to raise it
+        if not self._tasks:
+            self._idle.set()
+
+    async def join(self) -> None:
+        """Wait for every worker; raise the first unexpected worker error."""
+        while self._tasks and self._failure is None:
+            await self._idle.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    async def cancel(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _recorded_error(entry: JournalEntry) -> OmniEditError:

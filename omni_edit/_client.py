@@ -233,37 +233,49 @@ class Client:
         task_id = validate_task_id(known.id if known else task_or_id)
         if known is not None and known.is_terminal:
             return _finished(known)
-        changed = asyncio.Event()
-        latest: list[Task | BaseException | None] = [None]
+        # The listener keeps the latest state; ``ended`` resolves at the end (or error),
+        # and ``changed`` wakes a waiter that reports progress. A waiter without
+        # ``on_progress`` thus wakes once, however often the task changes.
+        latest: list[Task | None] = [known]
+        ended: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
+        changed = asyncio.Event() if on_progress is not None else None
 
         def listener(task: Task | None, error: BaseException | None) -> None:
-            latest[0] = error if error is not None else task
-            changed.set()
+            if ended.done():
+                return
+            if error is not None:
+                ended.set_exception(error)
+            else:
+                latest[0] = task
+                if task is not None and task.is_terminal:
+                    ended.set_result(task)
+            if changed is not None:
+                changed.set()
 
         self._scheduler.watch(
             task_id, listener, task=known, callback=task_id in self._callback_tasks
         )
-        last = known
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                if on_progress is None:
+                    return _finished(await ended)
+                reported = known
                 while True:
-                    await changed.wait()
-                    changed.clear()
+                    if changed is not None:
+                        await changed.wait()
+                        changed.clear()
                     state = latest[0]
-                    if isinstance(state, BaseException):
-                        raise state
-                    if state is None or state == last:
-                        continue
-                    last = state
-                    if on_progress is not None:
+                    if state is not None and state != reported:
+                        reported = state
                         result = on_progress(state)
                         if inspect.isawaitable(result):
                             await result
-                    if state.is_terminal:
-                        return _finished(state)
+                    if ended.done():
+                        return _finished(ended.result())
         except TimeoutError as exc:
             if isinstance(exc, WaitTimeoutError):
                 raise
+            last = latest[0]
             raise WaitTimeoutError(
                 f"task {task_id} did not finish within {timeout:g} s"
                 + (f" (last seen {last.status.value}, {last.progress}%)" if last else ""),
@@ -271,6 +283,8 @@ class Client:
             ) from None
         finally:
             self._scheduler.unwatch(task_id, listener)
+            if ended.done() and not ended.cancelled():
+                ended.exception()  # retrieved: no "never retrieved" warning
 
     def edit_many(
         self,

@@ -151,3 +151,10 @@ async def test_first_poll_is_timed_by_estimated_time() -> None:
     assert gets[0] - start >= 0.45  # half the estimate: nothing can finish sooner
     # Fixed polling at min_interval would take about 20 GETs.
     assert len(gets) <= 7
+
+
+async def test_an_error_ends_a_wait_that_reports_progress(client: oe.Client) -> None:
+    seen: list[oe.Task] = []
+    with anyio.fail_after(5), pytest.raises(oe.NotFoundError):
+        await client.wait("task-unified-1-doesnotexist", on_progress=seen.append)
+    assert seen == []
