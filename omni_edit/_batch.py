@@ -342,19 +342,35 @@ class _Batch:
             return await self.client.submit(
                 request.video_url, request.prompt, callback_url=request.callback_url
             )
-        # Shielded for about one request's time: a cancel mid-POST would leave the
-        # outcome unknown and the input uncertain in the journal.
-        with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = anyio.current_time() + self.client.timeout + 5
-            await self.journal.submitting(index, digest, attempts + 1)
-            task = await self.client.submit(
-                request.video_url, request.prompt, callback_url=request.callback_url
-            )
-            # The task id is recorded inside the shield too: losing it is paying twice.
-            reserved = task.usage.credits_reserved if task.usage else None
-            await self.journal.submitted(index, task.id, reserved)
-        if scope.cancelled_caught:
-            raise SubmissionUncertainError("the batch was cancelled during a create request")
+        # The journaled create runs as a task of its own, out of reach of cancellation
+        # (asyncio's or anyio's): a cancel mid-POST would leave the outcome unknown and
+        # the input uncertain. A cancelled worker waits, about one request's time at
+        # most, for the answer to be recorded, then goes.
+        create = asyncio.get_running_loop().create_task(
+            self._create_journaled(self.journal, index, digest, request, attempts)
+        )
+        try:
+            return await asyncio.shield(create)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                with anyio.move_on_after(self.client.timeout + 5):
+                    await create
+            if not create.done():
+                create.cancel()
+                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                    await create
+            raise
+
+    async def _create_journaled(
+        self, journal: Journal, index: int, digest: str, request: EditRequest, attempts: int
+    ) -> Task:
+        await journal.submitting(index, digest, attempts + 1)
+        task = await self.client.submit(
+            request.video_url, request.prompt, callback_url=request.callback_url
+        )
+        # Recorded in the same protected step: losing a task id is paying twice.
+        reserved = task.usage.credits_reserved if task.usage else None
+        await journal.submitted(index, task.id, reserved)
         return task
 
     async def _save(self, index: int, task: Task, request: EditRequest) -> Path | None:
@@ -511,5 +527,10 @@ async def run_edit_many(
     finally:
         if not runner.done():
             runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            # Shielded: a consumer inside a cancelled anyio scope is re-cancelled at every
+            # await, and would leave here at once with the runner still finishing. The
+            # wait is bounded: a worker waits at most one request's time (``_create``).
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([runner])
+        if not runner.cancelled():
+            runner.exception()  # retrieved, or raised above; never "never retrieved"

@@ -368,3 +368,22 @@ async def test_a_failed_download_is_resumed_from_its_task_on_rerun(
     assert second.path is not None
     assert second.path.exists()
     assert len(emu.tasks) == 1  # the same task, downloaded again: nothing billed twice
+
+
+async def test_a_cancel_mid_create_still_records_the_task(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    emu.inject(Fault.delay(0.4), method="POST")  # the create is in flight when we cancel
+    with anyio.move_on_after(0.15):
+        async with contextlib.aclosing(client.edit_many(_inputs(1), journal=journal)) as it:
+            async for _ in it:
+                pass
+    j = await Journal.open(journal)
+    entry = await j.get(0)
+    await j.close()
+    assert entry is not None
+    assert entry.state is JournalState.SUBMITTED  # not "submitting": the answer was kept
+    [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert again.ok
+    assert len(emu.tasks) == 1
