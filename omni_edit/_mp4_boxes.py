@@ -213,17 +213,21 @@ class Movie:
     default_durations: Mapping[int, int]  # trex default_sample_duration by track_ID
 
 
-def _movie_header(payload: bytes) -> tuple[int, int]:
-    """mvhd: (timescale, duration)."""
-    fields = Fields(payload, "mvhd")
+def _timed_header(payload: bytes, kind: str, name: str) -> tuple[int, int]:
+    """mvhd or mdhd, which share their first fields: (timescale, duration)."""
+    fields = Fields(payload, kind)
     version, _ = fields.version_and_flags()
     fields.sized(version)  # creation_time
     fields.sized(version)  # modification_time
     timescale = fields.u32()
     duration = _known(fields.sized(version), version)
     if timescale == 0:
-        raise corrupt("the movie header (mvhd) has a timescale of 0")
+        raise corrupt(f"{name} ({kind}) has a timescale of 0")
     return timescale, duration
+
+
+def _movie_header(payload: bytes) -> tuple[int, int]:
+    return _timed_header(payload, "mvhd", "the movie header")
 
 
 def _track_header(payload: bytes) -> tuple[int, int | None, int | None]:
@@ -243,16 +247,7 @@ def _track_header(payload: bytes) -> tuple[int, int | None, int | None]:
 
 
 def _media_header(payload: bytes) -> tuple[int, int]:
-    """mdhd: (timescale, duration)."""
-    fields = Fields(payload, "mdhd")
-    version, _ = fields.version_and_flags()
-    fields.sized(version)  # creation_time
-    fields.sized(version)  # modification_time
-    timescale = fields.u32()
-    duration = _known(fields.sized(version), version)
-    if timescale == 0:
-        raise corrupt("a media header (mdhd) has a timescale of 0")
-    return timescale, duration
+    return _timed_header(payload, "mdhd", "a media header")
 
 
 def _handler_type(payload: bytes) -> str:
