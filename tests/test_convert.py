@@ -2,9 +2,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from omni_edit import MalformedResponseError, Task, TaskStatus
-from omni_edit._convert import structure_task, task_to_wire
+from omni_edit._convert import _lean_task, converter, structure_task, task_to_wire
 
 DOC_EXAMPLE: dict[str, Any] = {
     "created": 1757169743,
@@ -106,3 +108,115 @@ def test_task_round_trips_through_the_wire_form() -> None:
         {**DOC_EXAMPLE, "status": "completed", "progress": 100, "results": ["https://r/x.mp4"]}
     )
     assert structure_task(task_to_wire(task)) == task
+
+
+# --- The lean path agrees with the converter ---------------------------------------------
+
+_ANY_JSON = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.lists(st.text(max_size=4), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+
+
+def _or_null(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(good, st.none())
+
+
+_GOOD_TASK_INFO = st.fixed_dictionaries(
+    {},
+    optional={
+        "can_cancel": _or_null(st.booleans()),
+        "estimated_time": _or_null(st.integers(0, 600) | st.floats(0, 600)),
+        "video_duration": _or_null(st.integers(0, 10) | st.floats(0, 10)),
+    },
+)
+_GOOD_USAGE = st.fixed_dictionaries(
+    {},
+    optional={
+        "billing_rule": _or_null(st.text(max_size=8)),
+        "credits_reserved": _or_null(st.floats(0, 1e6) | st.integers(0, 10**6)),
+        "user_group": _or_null(st.text(max_size=8)),
+    },
+)
+_GOOD_TASK = st.fixed_dictionaries(
+    {
+        "id": st.text(min_size=1, max_size=12),
+        "status": st.sampled_from([s.value for s in TaskStatus]),
+    },
+    optional={
+        "progress": _or_null(st.integers(min_value=0, max_value=100)),
+        "model": _or_null(st.text(max_size=12)),
+        "created": _or_null(st.integers(min_value=0, max_value=2**34)),
+        "results": _or_null(st.lists(st.text(max_size=12), max_size=2)),
+        "error": st.none() | st.fixed_dictionaries({"code": st.sampled_from(["x", "y"])}),
+        "task_info": _or_null(_GOOD_TASK_INFO),
+        "usage": _or_null(_GOOD_USAGE),
+        "object": st.just("video.generation.task"),
+    },
+)
+
+
+@st.composite
+def _wire_tasks(draw: st.DrawFn) -> dict[str, Any]:
+    """A well-typed task body, then up to two fields (top-level or nested) set to any
+    JSON value at all."""
+    body: dict[str, Any] = draw(_GOOD_TASK)
+    for _ in range(draw(st.integers(0, 2))):
+        where = draw(st.sampled_from([body, body.get("task_info"), body.get("usage")]))
+        if isinstance(where, dict):
+            key = draw(
+                st.sampled_from(
+                    [*body, "task_info", "usage"]
+                    if where is body
+                    else ["can_cancel", "estimated_time", "video_duration"]
+                    if where is body.get("task_info")
+                    else ["billing_rule", "credits_reserved", "user_group"]
+                )
+            )
+            where[key] = draw(_ANY_JSON)
+    return body
+
+
+@settings(max_examples=600, deadline=None)
+@given(_wire_tasks())
+def test_lean_parse_equals_the_converter_or_steps_aside(body: dict[str, Any]) -> None:
+    """Whatever the body, the lean path builds exactly the converter's task, or leaves
+    the body to the converter (which then builds it or names the wrong field)."""
+    try:
+        expected: Task | None = converter.structure(body, Task)
+    except Exception:
+        expected = None
+    lean = _lean_task(body)
+    if lean is not None:
+        assert expected is not None
+        assert lean == expected
+        assert type(lean.estimated_time) is type(expected.estimated_time)
+        assert type(lean.usage.credits_reserved if lean.usage else None) is type(
+            expected.usage.credits_reserved if expected.usage else None
+        )
+    event("lean" if lean is not None else "converter")
+    if expected is None:
+        with pytest.raises(MalformedResponseError):
+            structure_task(body)
+    else:
+        assert structure_task(body) == expected
+
+
+def test_lean_parse_takes_the_documented_answers() -> None:
+    """The path every poll takes: the API's own shapes never fall back."""
+    completed = {
+        **DOC_EXAMPLE,
+        "status": "completed",
+        "progress": 100,
+        "results": ["https://files.example.com/r.mp4?sig=1"],
+        "task_info": {"can_cancel": False, "video_duration": 5},
+    }
+    for body in (DOC_EXAMPLE, completed, {"id": "t", "status": "pending"}):
+        lean = _lean_task(body)
+        assert lean is not None
+        assert lean == converter.structure(body, Task)
