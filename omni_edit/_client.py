@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -38,7 +36,7 @@ from ._models import EditOutcome, MediaInfo, PollPolicy, Task, TaskStatus
 from ._mp4 import read_media_info
 from ._protocol import create_request, parse_task_response, task_request
 from ._redact import Secret
-from ._scheduler import PollScheduler
+from ._scheduler import Follower, PollScheduler
 from ._transport import Transport
 from ._validation import (
     is_loopback_host,
@@ -233,58 +231,25 @@ class Client:
         task_id = validate_task_id(known.id if known else task_or_id)
         if known is not None and known.is_terminal:
             return _finished(known)
-        # The listener keeps the latest state; ``ended`` resolves at the end (or error),
-        # and ``changed`` wakes a waiter that reports progress. A waiter without
-        # ``on_progress`` thus wakes once, however often the task changes.
-        latest: list[Task | None] = [known]
-        ended: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
-        changed = asyncio.Event() if on_progress is not None else None
-
-        def listener(task: Task | None, error: BaseException | None) -> None:
-            if ended.done():
-                return
-            if error is not None:
-                ended.set_exception(error)
-            else:
-                latest[0] = task
-                if task is not None and task.is_terminal:
-                    ended.set_result(task)
-            if changed is not None:
-                changed.set()
-
-        self._scheduler.watch(
-            task_id, listener, task=known, callback=task_id in self._callback_tasks
-        )
+        follower = Follower(known, reports=on_progress is not None)
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                if on_progress is None:
-                    return _finished(await ended)
-                reported = known
-                while True:
-                    if changed is not None:
-                        await changed.wait()
-                        changed.clear()
-                    state = latest[0]
-                    if state is not None and state != reported:
-                        reported = state
-                        result = on_progress(state)
-                        if inspect.isawaitable(result):
-                            await result
-                    if ended.done():
-                        return _finished(ended.result())
+                task = await self._scheduler.follow(
+                    task_id,
+                    follower,
+                    callback=task_id in self._callback_tasks,
+                    on_change=on_progress,
+                )
         except TimeoutError as exc:
             if isinstance(exc, WaitTimeoutError):
                 raise
-            last = latest[0]
+            last = follower.latest
             raise WaitTimeoutError(
                 f"task {task_id} did not finish within {timeout:g} s"
                 + (f" (last seen {last.status.value}, {last.progress}%)" if last else ""),
                 task=last,
             ) from None
-        finally:
-            self._scheduler.unwatch(task_id, listener)
-            if ended.done() and not ended.cancelled():
-                ended.exception()  # retrieved: no "never retrieved" warning
+        return _finished(task)
 
     def edit_many(
         self,

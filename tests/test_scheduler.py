@@ -10,7 +10,7 @@ import pytest
 
 import omni_edit as oe
 from omni_edit._retry import Pause
-from omni_edit._scheduler import PollScheduler
+from omni_edit._scheduler import Follower, PollScheduler
 
 pytestmark = pytest.mark.anyio
 
@@ -126,3 +126,69 @@ async def test_aclose_leaves_no_task_behind() -> None:
     await sched.aclose()
     assert asyncio.all_tasks() - before == set()
     assert any(isinstance(e, RuntimeError) for e in errors)
+
+
+async def test_a_follower_runs_its_own_polls_without_a_task_per_poll() -> None:
+    api = FakeApi(polls_to_finish=3)
+    sched = PollScheduler(api.fetch, FAST, Pause())
+    tasks_during_polls: list[int] = []
+    fetch = api.fetch
+
+    async def counting_fetch(task_id: str) -> oe.Task:
+        tasks_during_polls.append(len(sched._polls))
+        return await fetch(task_id)
+
+    sched._fetch = counting_fetch
+    seen: list[int] = []
+    with anyio.fail_after(5):
+        task = await sched.follow(
+            "task-unified-1-a",
+            Follower(None, reports=True),
+            on_change=lambda t: seen.append(t.progress),
+        )
+    assert task.status is oe.TaskStatus.COMPLETED
+    assert api.gets == {"task-unified-1-a": 3}
+    # The first poll ran inline, the later ones were handed to the parked follower.
+    assert tasks_during_polls == [0, 0, 0]
+    assert seen == [30, 60, 100]
+    assert len(sched) == 0
+    await sched.aclose()
+
+
+async def test_a_follower_cancelled_mid_poll_hands_the_poll_to_the_next() -> None:
+    started = anyio.Event()
+    calls = 0
+
+    async def fetch(task_id: str) -> oe.Task:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            await anyio.sleep_forever()  # the answer that never comes
+        return oe.Task(id=task_id, status=oe.TaskStatus.COMPLETED, progress=100)
+
+    before = asyncio.all_tasks()
+    sched = PollScheduler(fetch, FAST, Pause())
+    results: list[oe.Task] = []
+
+    async def follow() -> None:
+        results.append(await sched.follow("task-unified-1-a", Follower(None, reports=False)))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            first = anyio.CancelScope()
+
+            async def first_follower() -> None:
+                with first:
+                    await follow()
+
+            tg.start_soon(first_follower)
+            await started.wait()  # the first follower is inside its poll
+            tg.start_soon(follow)
+            await anyio.sleep(0.01)
+            first.cancel()
+    assert [t.status for t in results] == [oe.TaskStatus.COMPLETED]
+    assert calls == 2
+    assert len(sched) == 0
+    await sched.aclose()
+    assert asyncio.all_tasks() - before == set()
