@@ -1,12 +1,13 @@
 """``edit_many``: thousands of clips, one call, outcomes streaming back as they finish.
 
-Shape: a runner task reads the inputs lazily and starts one worker per open edit; at
-most ``concurrency`` edits are open (a slot is taken before the next input is read and
-given back only once its outcome has been handed over, so a slow consumer slows the
-reading down instead of piling outcomes up). Workers submit, wait on the client's
-shared scheduler, download, and record every step in the journal. The async iterator
-owns the runner: closing it (``break``, cancellation, ``aclose``) cancels the runner,
-its task group cancels the workers, and nothing is left behind.
+Shape: a runner task starts ``concurrency`` workers, and each worker reads the next
+input lazily, edits it and hands its outcome over before it reads another. So at most
+``concurrency`` edits are open, and a slow consumer slows the reading down instead of
+piling outcomes up. A worker per open edit, not a task per input: an input costs no
+task start and no hop through a dispatcher. Workers submit, wait on the client's shared
+scheduler, download, and record every step in the journal. The async iterator owns the
+runner: closing it (``break``, cancellation, ``aclose``) cancels the runner, which
+cancels the workers, and nothing is left behind.
 
 Every input yields exactly one ``EditOutcome``; a failure is an outcome, never an
 exception that ends the batch. Auth and quota refusals (401/402/403) would fail every
@@ -28,6 +29,7 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
+    Iterator,
     Mapping,
 )
 from pathlib import Path
@@ -98,6 +100,9 @@ def coerce_request(raw: object) -> EditRequest:
     or a mapping with those keys. ``ValidationError`` for anything else."""
     if isinstance(raw, EditRequest):
         return raw
+    # Tuples before mappings: an ABC check costs several plain ones, on every input.
+    if type(raw) is tuple and len(raw) in (2, 3):
+        return EditRequest(*raw)
     if isinstance(raw, Mapping):
         unknown = set(raw) - {"video_url", "prompt", "callback_url"}
         if unknown:
@@ -121,13 +126,58 @@ def output_name(request: EditRequest) -> str:
     return f"{stem}-{digest[:10]}.mp4"
 
 
-async def _inputs(requests: Iterable[Input] | AsyncIterable[Input]) -> AsyncIterator[Input]:
-    if isinstance(requests, AsyncIterable):
-        async for item in requests:
-            yield item
-    else:
-        for item in requests:
-            yield item
+class _Feed:
+    """The inputs, read lazily by the workers in turn and numbered in reading order.
+
+    Ends at the inputs' end or at the first error reading them (kept in ``broken``).
+    """
+
+    def __init__(self, requests: Iterable[Input] | AsyncIterable[Input]) -> None:
+        self._source = requests
+        self._sync: Iterator[Input] | None = None
+        self._async: AsyncIterator[Input] | None = None
+        # Async iterators (async generators in particular) refuse overlapping reads.
+        self._lock: asyncio.Lock | None = None
+        self.index = 0
+        self.done = False
+        self.broken: Exception | None = None
+        try:
+            if isinstance(requests, AsyncIterable):
+                self._async = aiter(requests)
+                self._lock = asyncio.Lock()
+            else:
+                self._sync = iter(requests)
+        except Exception as exc:
+            self._end(exc)
+
+    def _end(self, exc: Exception | None) -> None:
+        self.done = True
+        if exc is not None and self.broken is None:
+            self.broken = exc
+
+    async def take(self) -> tuple[int, Input] | None:
+        """The next input and its index, or ``None`` when there are no more."""
+        if self.done:
+            return None
+        try:
+            if self._sync is not None:
+                raw = next(self._sync)
+            else:
+                assert self._async is not None
+                assert self._lock is not None
+                async with self._lock:
+                    if self.done:
+                        return None
+                    raw = await anext(self._async)
+        except (StopIteration, StopAsyncIteration):
+            self._end(None)
+            return None
+        except Exception as exc:
+            self._end(exc)
+            return None
+        index = self.index
+        self.index += 1
+        return index, raw
 
 
 class _Batch:
@@ -144,44 +194,52 @@ class _Batch:
         requests: Iterable[Input] | AsyncIterable[Input],
         send: asyncio.Queue[EditOutcome | None],
     ) -> None:
+        error: Exception | None = None
         try:
             if self.options.journal is not None:
                 self.journal = await Journal.open(self.options.journal)
             try:
-                # asyncio's semaphore and queue rather than anyio's: they sit on every
-                # input's path, and anyio's checkpoint on each call costs more than the
-                # rest of the bookkeeping together (benchmarks/bench_batch.py).
-                slots = asyncio.Semaphore(self.options.concurrency)
-                broken: Exception | None = None
+                feed = _Feed(requests)
                 workers = _Workers()
                 try:
-                    index = 0
-                    try:
-                        async for raw in _inputs(requests):
-                            if self.halt is not None:
-                                # Nothing to wait for: answer now, at the consumer's pace.
-                                outcome = self._halted(index, raw)
-                                await self._report()
-                                await send.put(outcome)
-                            else:
-                                await slots.acquire()
-                                workers.start(self._worker(index, raw, slots, send))
-                            index += 1
-                    except Exception as exc:
-                        # The inputs themselves failed. Edits already open are billed:
-                        # they finish and report before the error reaches the caller.
-                        broken = exc
+                    for _ in range(self.options.concurrency):
+                        workers.start(self._work(feed, send))
                     await workers.join()
                 finally:
                     await workers.cancel()
-                if broken is not None:
-                    raise broken
+                # The inputs themselves failed. Edits already open were billed: they
+                # finished and reported before the error reaches the caller.
+                if feed.broken is not None:
+                    raise feed.broken
             finally:
                 if self.journal is not None:
                     with anyio.CancelScope(shield=True):
                         await self.journal.close()
-        finally:
-            send.put_nowait(None)  # the end; the queue has room for it (see run_edit_many)
+        except Exception as exc:
+            error = exc
+        # Not reached when cancelled: the consumer that cancelled reads no more.
+        await send.put(None)
+        if error is not None:
+            raise error
+
+    async def _work(self, feed: _Feed, send: asyncio.Queue[EditOutcome | None]) -> None:
+        """One worker: the next input, its outcome handed over, then the next."""
+        counts = self.counts
+        reporting = self.options.on_progress is not None
+        while (item := await feed.take()) is not None:
+            index, raw = item
+            if self.halt is not None:
+                # Nothing to wait for: answer now, at the consumer's pace.
+                outcome = self._halted(index, raw)
+            else:
+                outcome = await self._edit(index, raw)
+                if outcome.ok:
+                    counts.done += 1
+                else:
+                    counts.failed += 1
+            if reporting:
+                await self._report()
+            await send.put(outcome)
 
     def _halted(self, index: int, raw: Input) -> EditOutcome:
         try:
@@ -190,24 +248,6 @@ class _Batch:
             request = None
         self._count(failed=1)
         return EditOutcome(index=index, request=request, error=self.halt)
-
-    async def _worker(
-        self,
-        index: int,
-        raw: Input,
-        slots: asyncio.Semaphore,
-        send: asyncio.Queue[EditOutcome | None],
-    ) -> None:
-        try:
-            outcome = await self._edit(index, raw)
-            if outcome.ok:
-                self._count(done=1)
-            else:
-                self._count(failed=1)
-            await self._report()
-            await send.put(outcome)
-        finally:
-            slots.release()
 
     # --- One input ------------------------------------------------------------------------
 
@@ -244,8 +284,9 @@ class _Batch:
                     task = await self._submit(index, digest, request, attempts)
                     attempts += 1
                     task_id = task.id
-                self._count(running=1)
-                await self._report()
+                self.counts.running += 1
+                if self.options.on_progress is not None:
+                    await self._report()
                 try:
                     task = await self.client.wait(task or task_id)
                 except TaskFailedError as exc:
@@ -258,7 +299,7 @@ class _Batch:
                     task, task_id = None, None
                     continue
                 finally:
-                    self._count(running=-1)
+                    self.counts.running -= 1
                 break
             path = await self._save(index, task, request)
             if self.journal:
@@ -513,9 +554,8 @@ async def run_edit_many(
 ) -> AsyncIterator[EditOutcome]:
     """The async iterator behind ``Client.edit_many``."""
     batch = _Batch(client, options)
-    # Room for every open edit's outcome plus the end marker, so that the runner's final
-    # put_nowait never finds the queue full.
-    queue: asyncio.Queue[EditOutcome | None] = asyncio.Queue(options.concurrency + 1)
+    # A full queue holds the workers back: a slow consumer slows the reading down.
+    queue: asyncio.Queue[EditOutcome | None] = asyncio.Queue(options.concurrency)
     runner = asyncio.get_running_loop().create_task(
         batch.run(requests, queue), name="omni_edit edit_many"
     )

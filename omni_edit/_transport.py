@@ -32,7 +32,7 @@ from ._exceptions import (
     SubmissionUncertainError,
 )
 from ._protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
-from ._redact import Secret
+from ._redact import Secret, SecretHeaders
 from ._retry import Pause, RetryBudget, retry_delay
 
 __all__ = ["Transport"]
@@ -71,7 +71,6 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url
-        self._api_key = api_key
         # A connect that times out raises ConnectionTimeoutError, which proves the request
         # never left; ``total`` bounds the whole exchange.
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout / 2)
@@ -87,6 +86,10 @@ class Transport:
         self.budget = RetryBudget()
         self.requests_sent = 0
         self._closed = False
+        # Built once: aiohttp copies them into each request, and only API requests (to
+        # ``base_url``, redirects off) are sent with them.
+        self._headers = SecretHeaders(Authorization=f"Bearer {api_key.reveal()}")
+        self._json_headers = SecretHeaders(self._headers, **{"Content-Type": "application/json"})
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -112,11 +115,12 @@ class Transport:
         spent = 0
         attempt_no = 0
         url = self.base_url + request.path
-        headers = {"Authorization": f"Bearer {self._api_key.reveal()}"}
         data: bytes | None = None
-        if request.json is not None:
+        if request.json is None:
+            headers = self._headers
+        else:
             data = json.dumps(request.json, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
+            headers = self._json_headers
         while True:
             if self.pause.remaining():
                 await self.pause.wait()
@@ -134,7 +138,11 @@ class Transport:
                 ):
                     self.requests_sent += 1
                     status = resp.status
-                    body = await _read_bounded(resp)
+                    length = resp.content_length
+                    if length is not None and length <= MAX_RESPONSE_BYTES:
+                        body = await resp.read()
+                    else:
+                        body = await _read_bounded(resp)
                     if 200 <= status < 300:
                         # The common case, before any bookkeeping.
                         if logger.isEnabledFor(logging.DEBUG):
@@ -214,9 +222,7 @@ class Transport:
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
-    length = resp.content_length
-    if length is not None and length <= MAX_RESPONSE_BYTES:
-        return await resp.read()
+    """A body of unknown or announced-excessive length, read up to the bound."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(64 * 1024):
