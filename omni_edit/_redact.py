@@ -53,13 +53,3 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-class SecretHeaders(dict[str, str]):
-    """Request headers that carry the key: a plain mapping for aiohttp to copy, whose
-    ``repr``/``str`` show the header names only."""
-
-    def __repr__(self) -> str:
-        return "{" + ", ".join(f"{name!r}: '****'" for name in self) + "}"
-
-    __str__ = __repr__

@@ -247,8 +247,28 @@ async def test_an_input_iterator_that_raises_reaches_the_consumer(client: oe.Cli
         yield ("https://m.example/a.mp4", "a")
         raise RuntimeError("manifest unreadable")
 
+    seen: list[oe.EditOutcome] = []
+
+    async def consume() -> None:
+        async for outcome in client.edit_many(broken()):
+            seen.append(outcome)
+
     with pytest.raises(RuntimeError, match="manifest unreadable"):
-        await _collect(client.edit_many(broken()))
+        await consume()
+    # The edit opened before the inputs broke was billed: it finished and reported first.
+    assert [(o.index, o.ok) for o in seen] == [(0, True)]
+
+
+async def test_a_slow_consumer_holds_the_workers_back(client: oe.Client, emu: Emulator) -> None:
+    async with contextlib.aclosing(client.edit_many(_inputs(12), concurrency=2)) as it:
+        first = await anext(it)
+        await anyio.sleep(0.3)  # every worker finishes and waits to hand its outcome over
+        created = emu.stats.creates
+        async for _ in it:
+            pass
+    assert first.ok
+    # Two workers, two outcomes queued, one taken: nowhere near all 12 ran ahead.
+    assert created <= 2 + 2 + 1
 
 
 async def test_async_iterable_inputs_are_accepted(client: oe.Client) -> None:

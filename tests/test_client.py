@@ -392,6 +392,8 @@ async def test_the_key_never_appears_in_reprs_errors_or_debug_logs(
                 errors.append(exc)
         texts = [repr(c), str(c), repr(task), caplog.text]
         texts += [f"{e!r} {e} {e.__cause__!r}" for e in errors]
+        # The header maps the transport keeps for every request.
+        texts += [repr(vars(c._transport)), str(c._transport._json_headers)]
     assert len(errors) == 3
     assert "POST /v1/videos/generations -> 200" in caplog.text
     for text in texts:
