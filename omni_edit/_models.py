@@ -88,7 +88,7 @@ class Task:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status.is_terminal
+        return self.status in _TERMINAL
 
     @property
     def result_url(self) -> str | None:

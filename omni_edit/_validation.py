@@ -51,6 +51,10 @@ _BLOCKED_V6 = tuple(
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _TASK_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SPACE = re.compile(r"\s")
+# The everyday clip URL (http(s), a plain ASCII host, maybe a port, then no whitespace):
+# a shape ``_split`` always accepts, checked in one match instead of an uncached urlsplit
+# and two property parses, on every input of a batch. Anything else takes ``_split``.
+_PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#]\S*)?")
 
 
 def _parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -130,6 +134,10 @@ def _split(url: object, field: str, what: str) -> tuple[str, SplitResult, str]:
 
 def validate_video_url(url: object) -> str:
     """The clip's URL: http(s), with a host. Returns it unchanged."""
+    if type(url) is str and (plain := _PLAIN_HTTP_URL.fullmatch(url)) is not None:
+        port = plain.group(1)
+        if port is None or int(port) <= 65535:
+            return url
     url, parts, _ = _split(url, "video_url", "video_url")
     if parts.scheme not in ("http", "https"):
         raise ValidationError(

@@ -1,7 +1,11 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from omni_edit import ValidationError
 from omni_edit._validation import (
+    _PLAIN_HTTP_URL,
+    _split,
     is_internal_host,
     validate_base_url,
     validate_callback_url,
@@ -100,6 +104,32 @@ def test_callback_url_loopback_http_allowed_only_when_asked() -> None:
 def test_bad_video_urls_are_rejected(url: str, match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         validate_video_url(url)
+
+
+def _full_check(url: str) -> bool:
+    """The general path's verdict on a video URL (what the fast path must agree with)."""
+    try:
+        _, parts, _ = _split(url, "video_url", "video_url")
+    except ValidationError:
+        return False
+    return parts.scheme in ("http", "https")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.from_regex(_PLAIN_HTTP_URL, fullmatch=True),
+        st.text(alphabet="htps:/.-_@[]?#%9 0aZ\t\x01é", max_size=30).map(lambda t: "https://" + t),
+        st.text(max_size=30),
+    )
+)
+def test_the_fast_path_for_plain_urls_agrees_with_the_full_check(url: str) -> None:
+    expected = _full_check(url)
+    try:
+        got = validate_video_url(url) == url
+    except ValidationError:
+        got = False
+    assert got == expected
 
 
 def test_video_url_must_be_a_string() -> None:
