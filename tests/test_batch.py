@@ -229,6 +229,20 @@ async def test_cancelling_the_consumer_stops_everything(client: oe.Client, emu: 
     assert len(seen) < 200
 
 
+async def test_a_consumer_that_falls_behind_at_the_end_still_sees_the_end(
+    client: oe.Client,
+) -> None:
+    """Regression: with every outcome queued before the consumer came back, the end marker
+    found the queue full, was dropped, and the iteration never ended."""
+    async with contextlib.aclosing(client.edit_many(_inputs(3), concurrency=1)) as it:
+        first = await anext(it)
+        await anyio.sleep(1.0)  # the other two finish and queue up meanwhile
+        with anyio.fail_after(5):
+            rest = [outcome async for outcome in it]
+    assert first.ok
+    assert sorted(o.index for o in [first, *rest]) == [0, 1, 2]
+
+
 async def test_on_progress_hears_every_change(client: oe.Client) -> None:
     seen: list[oe.BatchProgress] = []
     outcomes = await _collect(client.edit_many(_inputs(6), on_progress=seen.append))
