@@ -51,7 +51,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._journal import Journal, JournalEntry, JournalState, fingerprint
-from ._models import EditOutcome, EditRequest, Task, TaskError, TaskStatus
+from ._models import EditOutcome, EditRequest, Task, TaskError, TaskStatus, Usage
 from ._retry import backoff_delay, retry_delay
 
 if TYPE_CHECKING:
@@ -324,6 +324,8 @@ class _Batch:
                 status=TaskStatus.COMPLETED,
                 progress=100,
                 results=(entry.result_url,) if entry.result_url else (),
+                # What the earlier run was charged, for reports of the whole batch.
+                usage=Usage(credits_reserved=entry.credits) if entry.credits is not None else None,
             )
             path = Path(entry.path) if entry.path else None
             wanted = self.options.download_dir is not None or self.options.destination is not None

@@ -321,6 +321,12 @@ async def test_a_rerun_with_the_journal_skips_what_is_done(
     assert all(o.ok for o in again)
     assert {o.index: o.path for o in again} == {o.index: o.path for o in first}
     assert len(emu.stats.requests) == requests_before  # nothing sent at all
+    # What each input was charged in the first run is still reported.
+    charged = {o.index: o.task.usage.credits_reserved for o in first if o.task and o.task.usage}
+    assert len(charged) == 8
+    assert {o.index: o.task.usage.credits_reserved for o in again if o.task and o.task.usage} == (
+        charged
+    )
 
 
 async def test_a_rerun_resumes_waiting_on_submitted_inputs(
