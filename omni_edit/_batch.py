@@ -133,7 +133,6 @@ class _Feed:
     """
 
     def __init__(self, requests: Iterable[Input] | AsyncIterable[Input]) -> None:
-        self._source = requests
         self._sync: Iterator[Input] | None = None
         self._async: AsyncIterator[Input] | None = None
         # Async iterators (async generators in particular) refuse overlapping reads.

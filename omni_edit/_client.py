@@ -232,23 +232,23 @@ class Client:
         if known is not None and known.is_terminal:
             return _finished(known)
         follower = Follower(known, reports=on_progress is not None)
-        try:
-            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                task = await self._scheduler.follow(
-                    task_id,
-                    follower,
-                    callback=task_id in self._callback_tasks,
-                    on_change=on_progress,
-                )
-        except TimeoutError as exc:
-            if isinstance(exc, WaitTimeoutError):
-                raise
+        task: Task | None = None
+        # A scope that moves on rather than raising TimeoutError: a TimeoutError from
+        # anywhere else (an ``on_progress`` callback, say) must not pass for ours.
+        with anyio.move_on_after(timeout) if timeout is not None else nullcontext():
+            task = await self._scheduler.follow(
+                task_id,
+                follower,
+                callback=task_id in self._callback_tasks,
+                on_change=on_progress,
+            )
+        if task is None:
             last = follower.latest
             raise WaitTimeoutError(
                 f"task {task_id} did not finish within {timeout:g} s"
                 + (f" (last seen {last.status.value}, {last.progress}%)" if last else ""),
                 task=last,
-            ) from None
+            )
         return _finished(task)
 
     def edit_many(

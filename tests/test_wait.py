@@ -158,3 +158,15 @@ async def test_an_error_ends_a_wait_that_reports_progress(client: oe.Client) -> 
     with anyio.fail_after(5), pytest.raises(oe.NotFoundError):
         await client.wait("task-unified-1-doesnotexist", on_progress=seen.append)
     assert seen == []
+
+
+async def test_a_timeout_error_from_on_progress_is_not_taken_for_the_wait_timeout(
+    client: oe.Client,
+) -> None:
+    def on_progress(task: oe.Task) -> None:
+        raise TimeoutError("the caller's own")
+
+    task = await client.submit(CLIP, "warmer")
+    with pytest.raises(TimeoutError, match="the caller's own") as info:
+        await client.wait(task, timeout=30, on_progress=on_progress)
+    assert not isinstance(info.value, oe.WaitTimeoutError)
