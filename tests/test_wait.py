@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 import omni_edit as oe
-from omni_edit.emulator import Emulator
+from omni_edit.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -170,3 +171,35 @@ async def test_a_timeout_error_from_on_progress_is_not_taken_for_the_wait_timeou
     with pytest.raises(TimeoutError, match="the caller's own") as info:
         await client.wait(task, timeout=30, on_progress=on_progress)
     assert not isinstance(info.value, oe.WaitTimeoutError)
+
+
+async def test_a_wait_cancelled_mid_poll_leaves_no_connection_or_task_behind(
+    client: oe.Client, emu: Emulator
+) -> None:
+    task = await client.submit(CLIP, "warmer")
+    before = asyncio.all_tasks()
+    emu.inject(Fault.delay(5), method="GET", times=1)
+    with anyio.move_on_after(0.3):  # its first poll runs inline, 5 s from an answer
+        await client.wait(task.id)
+    assert emu.stats.requests[-1].method == "GET"  # the poll was in flight
+    assert len(client._scheduler) == 0  # nobody waits: nothing polls it again
+    transport = client._transport
+    connector = transport.session.connector
+    assert connector is not None
+    assert len(connector._acquired) == 0  # the cut connection went back (closed)
+    assert transport.limiter._value == client.max_concurrency  # every slot is free
+
+    def left_behind() -> set[asyncio.Task[object]]:
+        # The in-process emulator still serves the delayed GET: its tasks do not count.
+        return {
+            t
+            for t in asyncio.all_tasks() - before
+            if "/emulator/" not in str(getattr(t.get_coro(), "cr_code", ""))
+            and "web_protocol" not in str(getattr(t.get_coro(), "cr_code", ""))
+        }
+
+    with anyio.fail_after(1):  # the scheduler's runner ends within a tick
+        while left_behind():
+            await anyio.sleep(0.01)
+    with anyio.fail_after(5):
+        assert (await client.wait(task.id)).status is oe.TaskStatus.COMPLETED
