@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import re
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -29,8 +28,6 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
-    Iterator,
-    Mapping,
 )
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from ._batch_inputs import Input, InputFeed, coerce_request, output_name
 from ._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -57,11 +55,10 @@ from ._retry import backoff_delay, retry_delay
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["BatchOptions", "BatchProgress", "coerce_request", "run_edit_many"]
+__all__ = ["BatchOptions", "BatchProgress", "run_edit_many"]
 
 logger = logging.getLogger("omni_edit")
 
-Input = EditRequest | tuple[str, ...] | Mapping[str, Any]
 # Refusals that certainly created nothing, worth waiting out inside a batch rather than
 # ending the input: a batch outlives a throttling episode.
 _SUBMIT_RETRIES = 8
@@ -95,90 +92,6 @@ class BatchOptions:
     destination: Callable[[int, EditRequest], Path] | None = None
 
 
-def coerce_request(raw: object) -> EditRequest:
-    """An ``EditRequest`` from one input: itself, ``(video_url, prompt[, callback_url])``
-    or a mapping with those keys. ``ValidationError`` for anything else."""
-    if isinstance(raw, EditRequest):
-        return raw
-    # Tuples before mappings: an ABC check costs several plain ones, on every input.
-    if type(raw) is tuple and len(raw) in (2, 3):
-        return EditRequest(*raw)
-    if isinstance(raw, Mapping):
-        unknown = set(raw) - {"video_url", "prompt", "callback_url"}
-        if unknown:
-            raise ValidationError(f"unknown keys in input: {', '.join(sorted(unknown))}")
-        if "video_url" not in raw or "prompt" not in raw:
-            raise ValidationError("an input needs 'video_url' and 'prompt'")
-        return EditRequest(raw["video_url"], raw["prompt"], raw.get("callback_url"))
-    if isinstance(raw, tuple) and len(raw) in (2, 3):
-        return EditRequest(*raw)
-    raise ValidationError(
-        f"an input must be an EditRequest, a (video_url, prompt) tuple or a dict, not"
-        f" {type(raw).__name__}"
-    )
-
-
-def output_name(request: EditRequest) -> str:
-    """A file name derived from the input alone, stable across reruns and orderings."""
-    stem = Path(request.video_url.split("?", 1)[0]).stem
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-")[:48] or "clip"
-    digest = fingerprint(request.video_url, request.prompt, request.callback_url)
-    return f"{stem}-{digest[:10]}.mp4"
-
-
-class _Feed:
-    """The inputs, read lazily by the workers in turn and numbered in reading order.
-
-    Ends at the inputs' end or at the first error reading them (kept in ``broken``).
-    """
-
-    def __init__(self, requests: Iterable[Input] | AsyncIterable[Input]) -> None:
-        self._sync: Iterator[Input] | None = None
-        self._async: AsyncIterator[Input] | None = None
-        # Async iterators (async generators in particular) refuse overlapping reads.
-        self._lock: asyncio.Lock | None = None
-        self.index = 0
-        self.done = False
-        self.broken: Exception | None = None
-        try:
-            if isinstance(requests, AsyncIterable):
-                self._async = aiter(requests)
-                self._lock = asyncio.Lock()
-            else:
-                self._sync = iter(requests)
-        except Exception as exc:
-            self._end(exc)
-
-    def _end(self, exc: Exception | None) -> None:
-        self.done = True
-        if exc is not None and self.broken is None:
-            self.broken = exc
-
-    async def take(self) -> tuple[int, Input] | None:
-        """The next input and its index, or ``None`` when there are no more."""
-        if self.done:
-            return None
-        try:
-            if self._sync is not None:
-                raw = next(self._sync)
-            else:
-                assert self._async is not None
-                assert self._lock is not None
-                async with self._lock:
-                    if self.done:
-                        return None
-                    raw = await anext(self._async)
-        except (StopIteration, StopAsyncIteration):
-            self._end(None)
-            return None
-        except Exception as exc:
-            self._end(exc)
-            return None
-        index = self.index
-        self.index += 1
-        return index, raw
-
-
 class _Batch:
     def __init__(self, client: Client, options: BatchOptions) -> None:
         self.client = client
@@ -198,7 +111,7 @@ class _Batch:
             if self.options.journal is not None:
                 self.journal = await Journal.open(self.options.journal)
             try:
-                feed = _Feed(requests)
+                feed = InputFeed(requests)
                 workers = _Workers()
                 try:
                     for _ in range(self.options.concurrency):
@@ -221,7 +134,7 @@ class _Batch:
         if error is not None:
             raise error
 
-    async def _work(self, feed: _Feed, send: asyncio.Queue[EditOutcome | None]) -> None:
+    async def _work(self, feed: InputFeed, send: asyncio.Queue[EditOutcome | None]) -> None:
         """One worker: the next input, its outcome handed over, then the next."""
         counts = self.counts
         reporting = self.options.on_progress is not None

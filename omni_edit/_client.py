@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
-from ._batch import BatchOptions, BatchProgress, Input, run_edit_many
+from ._batch import BatchOptions, BatchProgress, run_edit_many
+from ._batch_inputs import Input
 from ._constants import (
     API_KEY_ENV_VARS,
     BASE_URL_ENV_VAR,

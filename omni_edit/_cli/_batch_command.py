@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .._batch import BatchOptions, output_name, run_edit_many
+from .._batch import BatchOptions, run_edit_many
+from .._batch_inputs import output_name
 from .._client import Client
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
 from .._exceptions import AuthenticationError, PermissionDeniedError

@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any, TextIO
 
-from .._batch import output_name
+from .._batch_inputs import output_name
 from .._client import Client
 from .._models import EditRequest, Task, Usage
 from ._context import Context
