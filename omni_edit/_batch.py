@@ -6,8 +6,9 @@ input lazily, edits it and hands its outcome over before it reads another. So at
 piling outcomes up. A worker per open edit, not a task per input: an input costs no
 task start and no hop through a dispatcher. Workers submit, wait on the client's shared
 scheduler, download, and record every step in the journal. The async iterator owns the
-runner: closing it (``break``, cancellation, ``aclose``) cancels the runner, which
-cancels the workers, and nothing is left behind.
+runner, and the runner's anyio task group owns the workers: closing the iterator
+(``break``, cancellation, ``aclose``) cancels the runner, its task group cancels the
+workers, and nothing is left behind.
 
 Every input yields exactly one ``EditOutcome``; a failure is an outcome, never an
 exception that ends the batch. Auth and quota refusals (401/402/403) would fail every
@@ -26,11 +27,10 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
     Iterable,
 )
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
@@ -112,13 +112,14 @@ class _Batch:
                 self.journal = await Journal.open(self.options.journal)
             try:
                 feed = InputFeed(requests)
-                workers = _Workers()
+                # A task per worker, not per input: the group's own cost is paid
+                # ``concurrency`` times a batch, whatever the number of inputs.
                 try:
-                    for _ in range(self.options.concurrency):
-                        workers.start(self._work(feed, send))
-                    await workers.join()
-                finally:
-                    await workers.cancel()
+                    async with anyio.create_task_group() as workers:
+                        for _ in range(self.options.concurrency):
+                            workers.start_soon(self._work, feed, send)
+                except Exception as exc:
+                    raise _unwrap(exc) from None
                 # The inputs themselves failed. Edits already open were billed: they
                 # finished and reported before the error reaches the caller.
                 if feed.broken is not None:
@@ -408,47 +409,17 @@ class _Counts:
     credits_reserved: float = 0.0
 
 
-class _Workers:
-    """The open edits' tasks, owned by the batch runner: all are awaited, and any left
-    when the runner ends (cancelled, or a worker failed) are cancelled and awaited.
-
-    A task group in all but name, written out because anyio's costs several times more
-    per task (measured in benchmarks/bench_batch.py) and asyncio.TaskGroup needs 3.11.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._failure: BaseException | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def start(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        self._idle.clear()
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
-            self._failure = task.exception()
-            self._idle.set()  # wake join() to raise it
-        if not self._tasks:
-            self._idle.set()
-
-    async def join(self) -> None:
-        """Wait for every worker; raise the first unexpected worker error."""
-        while self._tasks and self._failure is None:
-            await self._idle.wait()
-        if self._failure is not None:
-            raise self._failure
-
-    async def cancel(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+def _unwrap(exc: Exception) -> Exception:
+    """The first worker's own error (a bug, or an ``on_progress`` callback that raised)
+    rather than the exception group anyio wraps it in. Two workers can fail in the same
+    turn of the loop, before the group's cancellation reaches the second; the first
+    one is the error, as it would be for a single task."""
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, tuple):
+        for each in inner:
+            if isinstance(each, Exception):
+                return _unwrap(each)
+    return exc
 
 
 def _recorded_error(entry: JournalEntry) -> OmniEditError:

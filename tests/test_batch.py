@@ -427,3 +427,34 @@ async def test_a_cancel_mid_create_still_records_the_task(
     [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert again.ok
     assert len(emu.tasks) == 1
+
+
+async def test_an_on_progress_that_raises_ends_the_batch_with_its_own_error(
+    client: oe.Client,
+) -> None:
+    before = asyncio.all_tasks()
+
+    def on_progress(progress: oe.BatchProgress) -> None:
+        if progress.done:
+            raise ValueError("the progress display broke")
+
+    with pytest.raises(ValueError, match="the progress display broke"):
+        await _collect(client.edit_many(_inputs(6), concurrency=3, on_progress=on_progress))
+    with anyio.fail_after(2):  # the other workers were cancelled, nothing is left
+        while _sdk_tasks(before):
+            await asyncio.sleep(0.01)
+
+
+async def test_of_two_workers_failing_at_once_the_first_error_is_raised() -> None:
+    async def fail(message: str) -> None:
+        raise ValueError(message)
+
+    error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as workers:
+            workers.start_soon(fail, "first")
+            workers.start_soon(fail, "second")  # fails in the same turn of the loop
+    except Exception as exc:
+        error = _batch._unwrap(exc)
+    assert isinstance(error, ValueError)
+    assert str(error) == "first"
