@@ -27,7 +27,7 @@ def coerce_request(raw: object) -> EditRequest:
     if isinstance(raw, EditRequest):
         return raw
     # Tuples before mappings: an ABC check costs several plain ones, on every input.
-    if type(raw) is tuple and len(raw) in (2, 3):
+    if isinstance(raw, tuple) and len(raw) in (2, 3):
         return EditRequest(*raw)
     if isinstance(raw, Mapping):
         unknown = set(raw) - {"video_url", "prompt", "callback_url"}
@@ -36,8 +36,6 @@ def coerce_request(raw: object) -> EditRequest:
         if "video_url" not in raw or "prompt" not in raw:
             raise ValidationError("an input needs 'video_url' and 'prompt'")
         return EditRequest(raw["video_url"], raw["prompt"], raw.get("callback_url"))
-    if isinstance(raw, tuple) and len(raw) in (2, 3):
-        return EditRequest(*raw)
     raise ValidationError(
         f"an input must be an EditRequest, a (video_url, prompt) tuple or a dict, not"
         f" {type(raw).__name__}"
