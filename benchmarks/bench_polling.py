@@ -26,8 +26,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 import omni_edit as oe
-from omni_edit._retry import Pause
-from omni_edit._scheduler import PollScheduler
+from omni_edit._http.retry import Pause
+from omni_edit._polling.scheduler import PollScheduler
 from omni_edit.emulator import Emulator
 
 SCALE = 0.1  # real seconds per API second

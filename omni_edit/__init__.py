@@ -8,7 +8,7 @@
 The names below are the whole public surface; modules starting with ``_`` are private.
 """
 
-from ._batch import BatchProgress
+from ._batch.edit_many import BatchProgress
 from ._client import Client
 from ._exceptions import (
     APIConnectionError,

@@ -15,16 +15,14 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
-from ._batch import BatchOptions, BatchProgress, run_edit_many
-from ._batch_inputs import Input
+from ._batch.edit_many import BatchOptions, BatchProgress, run_edit_many
+from ._batch.inputs import Input
 from ._constants import (
     API_KEY_ENV_VARS,
     BASE_URL_ENV_VAR,
     DEFAULT_BASE_URL,
     MAX_VIDEO_SECONDS,
 )
-from ._convert import decode_json, structure_task
-from ._download import ResultFetcher
 from ._exceptions import (
     DownloadError,
     SubmissionUncertainError,
@@ -32,14 +30,16 @@ from ._exceptions import (
     ValidationError,
     WaitTimeoutError,
 )
-from ._media_source import FileSource, HttpSource
+from ._http.download import ResultFetcher
+from ._http.transport import Transport
+from ._media.mp4 import read_media_info
+from ._media.sources import FileSource, HttpSource
 from ._models import EditOutcome, MediaInfo, PollPolicy, Task, TaskStatus
-from ._mp4 import read_media_info
-from ._protocol import create_request, parse_task_response, task_request
+from ._polling.scheduler import Follower, PollScheduler
 from ._redact import Secret
-from ._scheduler import Follower, PollScheduler
-from ._transport import Transport
-from ._validation import (
+from ._wire.convert import decode_json, structure_task
+from ._wire.protocol import create_request, parse_task_response, task_request
+from ._wire.validation import (
     is_loopback_host,
     validate_base_url,
     validate_callback_url,

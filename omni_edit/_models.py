@@ -1,6 +1,6 @@
 """The values that cross the SDK's boundary: frozen, slotted attrs classes.
 
-Models never parse JSON themselves; ``_convert.py`` builds them from the wire.
+Models never parse JSON themselves; ``_wire/convert.py`` builds them from the wire.
 """
 
 from __future__ import annotations

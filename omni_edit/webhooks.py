@@ -23,8 +23,8 @@ from aiohttp import web
 
 from ._client import Client
 from ._constants import MAX_CALLBACK_BODY_BYTES
-from ._convert import decode_json, structure_task
 from ._exceptions import MalformedResponseError, OmniEditError
+from ._wire.convert import decode_json, structure_task
 
 __all__ = ["CallbackReceiver", "make_app"]
 

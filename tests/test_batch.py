@@ -13,8 +13,8 @@ import anyio.lowlevel
 import pytest
 
 import omni_edit as oe
-from omni_edit import _batch
-from omni_edit._journal import Journal, JournalState
+from omni_edit._batch import edit_many as _batch
+from omni_edit._batch.journal import Journal, JournalState
 from omni_edit.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import omni_edit as oe
-from omni_edit._retry import RetryBudget
+from omni_edit._http.retry import RetryBudget
 from omni_edit.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio

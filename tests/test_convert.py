@@ -6,7 +6,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from omni_edit import MalformedResponseError, Task, TaskStatus
-from omni_edit._convert import _lean_task, converter, structure_task, task_to_wire
+from omni_edit._wire.convert import _lean_task, converter, structure_task, task_to_wire
 
 DOC_EXAMPLE: dict[str, Any] = {
     "created": 1757169743,

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from omni_edit._exceptions import ValidationError
-from omni_edit._media_source import FileSource, HttpSource
-from omni_edit._mp4 import MediaFacts, read_media_info
+from omni_edit._media.mp4 import MediaFacts, read_media_info
+from omni_edit._media.sources import FileSource, HttpSource
 
 pytestmark = pytest.mark.anyio
 

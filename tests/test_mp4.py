@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from omni_edit._exceptions import ValidationError
-from omni_edit._media_source import FileSource
-from omni_edit._mp4 import MediaFacts, read_media_info
+from omni_edit._media.mp4 import MediaFacts, read_media_info
+from omni_edit._media.sources import FileSource
 
 pytestmark = pytest.mark.anyio
 

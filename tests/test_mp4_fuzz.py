@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from omni_edit._exceptions import ValidationError
-from omni_edit._mp4 import read_media_info
+from omni_edit._media.mp4 import read_media_info
 
 pytestmark = pytest.mark.anyio
 

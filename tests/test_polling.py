@@ -1,7 +1,7 @@
 import pytest
 
 from omni_edit import PollPolicy
-from omni_edit._polling import next_poll_delay
+from omni_edit._polling.policy import next_poll_delay
 
 POLICY = PollPolicy(min_interval=1.0, max_interval=30.0, jitter=0.0)
 

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 import pytest
 
 import omni_edit as oe
-from omni_edit._protocol import (
+from omni_edit._wire.protocol import (
     Attempt,
     Failure,
     Verdict,

@@ -9,8 +9,8 @@ import anyio.lowlevel
 import pytest
 
 import omni_edit as oe
-from omni_edit._retry import Pause
-from omni_edit._scheduler import Follower, PollScheduler
+from omni_edit._http.retry import Pause
+from omni_edit._polling.scheduler import Follower, PollScheduler
 
 pytestmark = pytest.mark.anyio
 

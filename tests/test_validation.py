@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omni_edit import ValidationError
-from omni_edit._validation import (
+from omni_edit._wire.validation import (
     _PLAIN_HTTP_URL,
     _split,
     is_internal_host,

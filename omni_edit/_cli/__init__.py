@@ -9,7 +9,7 @@
     omni-edit demo                                        all of it, no key needed
 
 This is the edge of the package: it may use the SDK's private modules, and nothing in
-the SDK imports it. Errors are told in one line on stderr (see ``_errors``), with a
+the SDK imports it. Errors are told in one line on stderr (see ``errors``), with a
 traceback only under ``--verbose``.
 """
 
@@ -23,11 +23,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ._batch_command import BatchSettings, run_batch
-from ._context import Context
-from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, explain
-from ._parser import build_parser
-from ._task_commands import run_edit, run_status, run_wait
+from .batch_command import BatchSettings, run_batch
+from .context import Context
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, explain
+from .parser import build_parser
+from .task_commands import run_edit, run_status, run_wait
 
 __all__ = ["main"]
 
@@ -84,7 +84,7 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             rerun=_rerun_command(argv),
         )
         return await run_batch(ctx, settings)
-    from .._demo import run_demo
+    from .demo import run_demo
 
     return await run_demo(ctx, args.out_dir)
 
@@ -109,7 +109,7 @@ def _rerun_command(argv: list[str]) -> str:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from ._emulator_command import serve_emulator
+    from .emulator_command import serve_emulator
 
     try:
         return asyncio.run(serve_emulator(args))

@@ -14,9 +14,9 @@ import aiohttp
 
 from .._constants import MAX_VIDEO_SECONDS
 from .._exceptions import ValidationError
-from .._media_source import HttpSource
-from .._mp4 import read_media_info
-from .._validation import is_loopback_host
+from .._media.mp4 import read_media_info
+from .._media.sources import HttpSource
+from .._wire.validation import is_loopback_host
 from ._validation import Rejection
 
 __all__ = ["InputChecker"]

@@ -1,7 +1,7 @@
 """The API's checks on a create request (API.md "Create an edit task").
 
 Each refusal is a ``Rejection`` carrying the HTTP error to send. The internal-host test
-is the SDK's own (``omni_edit._validation``), which implements RELIABILITY.md's range
+is the SDK's own (``omni_edit._wire.validation``), which implements RELIABILITY.md's range
 list; the emulator applies it on the server side as the API would.
 """
 
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from .._constants import EDIT_MODE_FORBIDDEN_FIELDS, MAX_CALLBACK_URL_LENGTH, MODEL, VIDEO_URL_COUNT
-from .._validation import is_internal_host, is_loopback_host
+from .._wire.validation import is_internal_host, is_loopback_host
 
 __all__ = ["CreateRequest", "Rejection", "parse_create_body"]
 

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Ma
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import ValidationError
-from ._journal import fingerprint
-from ._models import EditRequest
+from .._exceptions import ValidationError
+from .._models import EditRequest
+from .journal import fingerprint
 
 __all__ = ["Input", "InputFeed", "coerce_request", "output_name"]
 

@@ -29,15 +29,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     OmniEditError,
     RateLimitError,
     ServerError,
 )
-from ._models import PollPolicy, Task
-from ._polling import next_poll_delay
-from ._retry import Pause, backoff_delay
+from .._http.retry import Pause, backoff_delay
+from .._models import PollPolicy, Task
+from .policy import next_poll_delay
 
 __all__ = ["Follower", "Listener", "PollScheduler"]
 

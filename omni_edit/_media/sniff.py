@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from ._exceptions import ValidationError
-from ._mp4_boxes import FIELD, corrupt, show_kind
+from .._exceptions import ValidationError
+from .boxes import FIELD, corrupt, show_kind
 
 __all__ = ["check_brands", "describe_non_mp4"]
 

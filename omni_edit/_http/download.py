@@ -29,10 +29,10 @@ import aiohttp
 import anyio
 import attrs
 
-from ._constants import RESULT_URL_LIFETIME_HOURS
-from ._exceptions import DownloadError, ResultExpiredError
-from ._redact import redact_url
-from ._retry import backoff_delay
+from .._constants import RESULT_URL_LIFETIME_HOURS
+from .._exceptions import DownloadError, ResultExpiredError
+from .._redact import redact_url
+from .retry import backoff_delay
 
 __all__ = ["ResultFetcher"]
 

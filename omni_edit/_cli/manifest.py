@@ -21,8 +21,8 @@ from typing import TextIO
 import attrs
 
 from .._exceptions import ValidationError
-from .._validation import validate_callback_url, validate_prompt, validate_video_url
-from ._errors import UsageError
+from .._wire.validation import validate_callback_url, validate_prompt, validate_video_url
+from .errors import UsageError
 
 __all__ = ["KEYS", "Manifest", "Row"]
 

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
-from ._exceptions import MalformedResponseError
-from ._models import Task, TaskError, TaskStatus, Usage
+from .._exceptions import MalformedResponseError
+from .._models import Task, TaskError, TaskStatus, Usage
 
 __all__ = [
     "converter",

@@ -17,7 +17,7 @@ from .._client import Client
 from .._constants import API_KEY_ENV_VARS, BASE_URL_ENV_VAR, DEFAULT_BASE_URL
 from .._exceptions import ValidationError
 from .._models import PollPolicy
-from ._errors import UsageError
+from .errors import UsageError
 
 __all__ = ["Context"]
 

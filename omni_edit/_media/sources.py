@@ -24,8 +24,8 @@ import aiohttp
 import anyio
 import anyio.to_thread
 
-from ._exceptions import ValidationError
-from ._mp4_boxes import FIELD
+from .._exceptions import ValidationError
+from .boxes import FIELD
 
 __all__ = ["FileSource", "HttpSource"]
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import attrs
 from aiohttp import web
 
-from ._cli._batch_command import BatchSettings, run_batch
-from ._cli._context import Context
-from ._models import PollPolicy
-from .emulator import Emulator
+from .._models import PollPolicy
+from ..emulator import Emulator
+from .batch_command import BatchSettings, run_batch
+from .context import Context
 
 __all__ = ["run_demo"]
 

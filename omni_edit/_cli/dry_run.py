@@ -16,9 +16,9 @@ import anyio
 from .._client import Client
 from .._constants import INPUT_TOKENS_PER_SECOND, OUTPUT_TOKENS_PER_SECOND
 from .._exceptions import OmniEditError
-from ._context import Context
-from ._errors import EXIT_FAILED, EXIT_OK
-from ._manifest import Manifest, Row
+from .context import Context
+from .errors import EXIT_FAILED, EXIT_OK
+from .manifest import Manifest, Row
 
 __all__ = ["dry_run"]
 

@@ -22,7 +22,7 @@ from .._exceptions import (
     ValidationError,
 )
 from .._models import EditOutcome
-from ._manifest import Row
+from .manifest import Row
 
 __all__ = ["COLUMNS", "Report", "ReportRow", "describe"]
 

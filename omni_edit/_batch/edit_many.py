@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
-from ._batch_inputs import Input, InputFeed, coerce_request, output_name
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     AuthenticationError,
     InsufficientQuotaError,
@@ -48,12 +47,13 @@ from ._exceptions import (
     TaskFailedError,
     ValidationError,
 )
-from ._journal import Journal, JournalEntry, JournalState, fingerprint
-from ._models import EditOutcome, EditRequest, Task, TaskError, TaskStatus, Usage
-from ._retry import backoff_delay, retry_delay
+from .._http.retry import backoff_delay, retry_delay
+from .._models import EditOutcome, EditRequest, Task, TaskError, TaskStatus, Usage
+from .inputs import Input, InputFeed, coerce_request, output_name
+from .journal import Journal, JournalEntry, JournalState, fingerprint
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from .._client import Client
 
 __all__ = ["BatchOptions", "BatchProgress", "run_edit_many"]
 

@@ -3,7 +3,7 @@
 A fragmented MP4 whose ``moov`` has no ``mvex/mehd`` states its length nowhere in one
 place. A segment index (``sidx``) sums it per segment; failing that, each movie
 fragment's track runs (``moof/traf/trun``) list their samples' durations, with defaults
-in ``tfhd`` or ``moov/mvex/trex``. Parsed from bytes in memory, like ``_mp4_boxes``.
+in ``tfhd`` or ``moov/mvex/trex``. Parsed from bytes in memory, like ``boxes``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._mp4_boxes import BoxTally, Fields, children, corrupt
+from .boxes import BoxTally, Fields, children, corrupt
 
 __all__ = ["SegmentIndex", "TrackRun", "parse_moof", "parse_sidx"]
 

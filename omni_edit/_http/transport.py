@@ -1,13 +1,13 @@
 """The thin layer that talks HTTP to the API: session, in-flight cap, timeouts, retries.
 
-What an answer *means* and whether to retry is decided in ``_protocol`` (pure); this
+What an answer *means* and whether to retry is decided in ``_wire.protocol`` (pure); this
 module carries those decisions out. Guarantees:
 
 - at most ``max_concurrency`` requests are in flight over everything the client does
   (API calls and result downloads share one limiter);
 - the API key is attached per request, only to the API origin, and redirects are not
   followed on API calls, so the key never reaches another host;
-- a POST is sent again only when it certainly created nothing (see ``_protocol.judge``);
+- a POST is sent again only when it certainly created nothing (see ``_wire.protocol.judge``);
   otherwise ``SubmissionUncertainError``;
 - a 429 pauses every request of the client for the server's ``Retry-After``;
 - retries draw on a client-wide ``RetryBudget``.
@@ -25,16 +25,16 @@ import anyio
 import attrs
 from multidict import CIMultiDict
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIError,
     APITimeoutError,
     MalformedResponseError,
     SubmissionUncertainError,
 )
-from ._protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
-from ._redact import Secret
-from ._retry import Pause, RetryBudget, retry_delay
+from .._redact import Secret
+from .._wire.protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
+from .retry import Pause, RetryBudget, retry_delay
 
 __all__ = ["Transport"]
 

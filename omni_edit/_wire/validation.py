@@ -16,8 +16,8 @@ import re
 import socket
 from urllib.parse import SplitResult, urlsplit
 
-from ._constants import MAX_CALLBACK_URL_LENGTH, TASK_ID_PREFIX
-from ._exceptions import ValidationError
+from .._constants import MAX_CALLBACK_URL_LENGTH, TASK_ID_PREFIX
+from .._exceptions import ValidationError
 
 __all__ = [
     "is_internal_host",

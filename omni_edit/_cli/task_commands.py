@@ -11,11 +11,11 @@ import shlex
 from pathlib import Path
 from typing import Any, TextIO
 
-from .._batch_inputs import output_name
+from .._batch.inputs import output_name
 from .._client import Client
 from .._models import EditRequest, Task, Usage
-from ._context import Context
-from ._errors import EXIT_OK
+from .context import Context
+from .errors import EXIT_OK
 
 __all__ = ["run_edit", "run_status", "run_wait", "task_json"]
 

@@ -20,19 +20,19 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .._batch import BatchOptions, run_edit_many
-from .._batch_inputs import output_name
+from .._batch.edit_many import BatchOptions, run_edit_many
+from .._batch.inputs import output_name
 from .._client import Client
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
 from .._exceptions import AuthenticationError, PermissionDeniedError
 from .._models import EditOutcome, EditRequest, PollPolicy
-from .._validation import is_loopback_host
-from ._context import Context
-from ._dry_run import dry_run
-from ._errors import EXIT_FAILED, EXIT_OK, UsageError, explain
-from ._manifest import Manifest, Row
-from ._progress import Progress, make_progress, ticking
-from ._report import Report, ReportRow, describe
+from .._wire.validation import is_loopback_host
+from .context import Context
+from .dry_run import dry_run
+from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain
+from .manifest import Manifest, Row
+from .progress import Progress, make_progress, ticking
+from .report import Report, ReportRow, describe
 
 __all__ = ["BatchSettings", "run_batch"]
 

@@ -1,13 +1,13 @@
 """ISO/IEC 14496-12 (ISO base media file format) boxes, parsed from bytes in memory.
 
-No I/O happens here: ``_mp4`` decides which bytes to fetch and hands each box payload
+No I/O happens here: ``mp4`` decides which bytes to fetch and hands each box payload
 to these functions. Every length a file declares is checked before it is trusted, so a
 hostile file costs at most the bytes it is made of and raises ``ValidationError``;
 nothing here loops on input-controlled counts without first checking that the bytes
 for them exist.
 
 Only fixed paths are descended (``moov/trak/mdia/hdlr``, ``moov/mvex/mehd``, and in
-``_mp4_fragments`` ``moof/traf/trun``), never arbitrary children, so nesting is at most
+``fragments`` ``moof/traf/trun``), never arbitrary children, so nesting is at most
 three levels deep whatever the file says; ``BoxTally`` caps how many boxes are looked at.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 
 import attrs
 
-from ._exceptions import ValidationError
+from .._exceptions import ValidationError
 
 __all__ = [
     "FIELD",

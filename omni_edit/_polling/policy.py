@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from ._models import PollPolicy
+from .._models import PollPolicy
 
 __all__ = ["next_poll_delay"]
 

@@ -27,10 +27,10 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ._exceptions import ValidationError
-from ._mp4_boxes import FIELD, BoxHeader, BoxTally, Movie, corrupt, parse_header, parse_movie
-from ._mp4_fragments import SegmentIndex, parse_moof, parse_sidx
-from ._mp4_sniff import check_brands, describe_non_mp4
+from .._exceptions import ValidationError
+from .boxes import FIELD, BoxHeader, BoxTally, Movie, corrupt, parse_header, parse_movie
+from .fragments import SegmentIndex, parse_moof, parse_sidx
+from .sniff import check_brands, describe_non_mp4
 
 __all__ = ["DEFAULT_MAX_BYTES", "ByteSource", "CountingByteSource", "MediaFacts", "read_media_info"]
 

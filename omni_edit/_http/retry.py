@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import anyio
 
-from ._constants import (
+from .._constants import (
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
     NO_RETRY_REFUND,

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
-from ._batch_command import DEFAULT_CONCURRENCY
+from .batch_command import DEFAULT_CONCURRENCY
 
 __all__ = ["build_parser"]
 

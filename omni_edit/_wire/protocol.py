@@ -16,9 +16,8 @@ from typing import Any
 import attrs
 import cattrs
 
-from ._constants import CREATE_PATH, MODEL, TASK_PATH_PREFIX
-from ._convert import converter, decode_json, excerpt, structure_task
-from ._exceptions import (
+from .._constants import CREATE_PATH, MODEL, TASK_PATH_PREFIX
+from .._exceptions import (
     APIError,
     AuthenticationError,
     BadRequestError,
@@ -30,7 +29,8 @@ from ._exceptions import (
     RequestTooLargeError,
     ServerError,
 )
-from ._models import Task
+from .._models import Task
+from .convert import converter, decode_json, excerpt, structure_task
 
 __all__ = [
     "Attempt",

@@ -1,0 +1,3 @@
+"""Media: a clip's facts from its MP4 header boxes, and the byte sources they are read
+from (a local file, or Range requests to a media host that never sees the API key).
+"""
