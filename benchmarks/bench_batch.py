@@ -157,7 +157,7 @@ async def sdk(base_url: str, n: int) -> tuple[int, int]:
         async for outcome in client.edit_many(_inputs(n), concurrency=CONCURRENCY):
             if not outcome.ok:
                 failed += 1
-        return client._transport.requests_sent, failed
+        return client.requests_sent, failed
 
 
 async def raw_aiohttp(base_url: str, n: int) -> tuple[int, int]:

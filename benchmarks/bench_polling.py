@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import omni_edit as oe
-from omni_edit._http.retry import Pause
+from omni_edit._http.limits import Pause
 from omni_edit._polling.scheduler import PollScheduler
 from omni_edit.emulator import Emulator
 

@@ -8,7 +8,6 @@
 The names below are the whole public surface; modules starting with ``_`` are private.
 """
 
-from ._batch.edit_many import BatchProgress
 from ._client import Client
 from ._exceptions import (
     APIConnectionError,
@@ -32,6 +31,8 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._models import (
+    BatchProgress,
+    EditInput,
     EditOutcome,
     EditRequest,
     MediaInfo,
@@ -53,6 +54,7 @@ __all__ = [
     "BatchProgress",
     "Client",
     "DownloadError",
+    "EditInput",
     "EditOutcome",
     "EditRequest",
     "InsufficientQuotaError",

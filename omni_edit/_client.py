@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from contextlib import nullcontext
 from os import PathLike
 from pathlib import Path
@@ -15,14 +15,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
-from ._batch.edit_many import BatchOptions, BatchProgress, run_edit_many
-from ._batch.inputs import Input
-from ._constants import (
-    API_KEY_ENV_VARS,
-    BASE_URL_ENV_VAR,
-    DEFAULT_BASE_URL,
-    MAX_VIDEO_SECONDS,
-)
+from ._batch.edit_many import BatchOptions, run_edit_many
+from ._config import resolve_api_key, resolve_base_url
+from ._constants import MAX_PROBE_BYTES, MAX_VIDEO_SECONDS
 from ._exceptions import (
     DownloadError,
     SubmissionUncertainError,
@@ -31,17 +26,25 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._http.download import ResultFetcher
+from ._http.limits import ClientLimits
 from ._http.transport import Transport
 from ._media.mp4 import read_media_info
 from ._media.sources import FileSource, HttpSource
-from ._models import EditOutcome, MediaInfo, PollPolicy, Task, TaskStatus
+from ._models import (
+    BatchProgress,
+    EditInput,
+    EditOutcome,
+    EditRequest,
+    MediaInfo,
+    PollPolicy,
+    Task,
+    TaskStatus,
+)
 from ._polling.scheduler import Follower, PollScheduler
-from ._redact import Secret
 from ._wire.convert import decode_json, structure_task
 from ._wire.protocol import create_request, parse_task_response, task_request
 from ._wire.validation import (
     is_loopback_host,
-    validate_base_url,
     validate_callback_url,
     validate_prompt,
     validate_task_id,
@@ -51,38 +54,9 @@ from ._wire.validation import (
 __all__ = ["Client"]
 
 ProgressCallback = Callable[[Task], "Awaitable[None] | None"]
-# A probe reads header boxes only; a clip whose moov is not within this is refused.
-PROBE_MAX_BYTES = 4 * 1024 * 1024
 # Verified callbacks remembered for deduplication: the provider may deliver one up to
-# four times (API.md "Callbacks").
+# four times (docs/api.md#callbacks).
 _SEEN_CALLBACKS = 10_000
-
-
-def _resolve_api_key(api_key: str | None) -> Secret:
-    if api_key is None:
-        for name in API_KEY_ENV_VARS:
-            value = os.environ.get(name)
-            if value:
-                api_key = value
-                break
-    if not api_key:
-        raise ValidationError(
-            "no API key: pass Client(api_key=...) or set $OMNI_EDIT_API_KEY (or"
-            " $EVOLINK_API_KEY). To try the SDK without one, run `omni-edit emulator`.",
-            field="api_key",
-        )
-    if (
-        not isinstance(api_key, str)
-        or not api_key.isprintable()
-        or any(c.isspace() for c in api_key)
-    ):
-        # Checked here because a newline in a header value would otherwise surface as an
-        # obscure error (or worse, a header injection) at the first request.
-        raise ValidationError(
-            "the API key contains whitespace or unprintable characters; copy it again",
-            field="api_key",
-        )
-    return Secret(api_key.removeprefix("Bearer "))
 
 
 class Client:
@@ -91,6 +65,14 @@ class Client:
     Use it as ``async with omni_edit.Client() as client:`` or call ``await
     client.aclose()``. One client is meant to be shared by everything in a process: its
     in-flight cap, retry budget and 429 pause are client-wide.
+
+    Tasks submitted with a ``callback_url`` are polled only as a slow safety net, since
+    their callback normally ends the wait (fed in with ``handle_callback``). Pass
+    ``receives_callbacks=False`` when callbacks go somewhere else than this client: its
+    waits then poll such tasks as usual.
+
+    The settings are read-only attributes of the same names: a client's limits are
+    fixed at construction (make another client for other settings).
 
     Raises ``ValidationError`` at construction when no API key is found or ``base_url``
     is unsafe (plain http is allowed only to loopback hosts).
@@ -106,6 +88,7 @@ class Client:
         max_retries: int = 4,
         poll: PollPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        receives_callbacks: bool = True,
     ) -> None:
         if max_concurrency < 1:
             raise ValidationError("max_concurrency must be at least 1", field="max_concurrency")
@@ -113,28 +96,68 @@ class Client:
             raise ValidationError("timeout must be positive", field="timeout")
         if max_retries < 0:
             raise ValidationError("max_retries must be 0 or more", field="max_retries")
-        key = _resolve_api_key(api_key)
-        url = validate_base_url(base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL)
-        self.base_url = url
-        self.timeout = timeout
-        self.poll = poll or PollPolicy()
-        self.max_concurrency = max_concurrency
+        key = resolve_api_key(api_key)
+        url = resolve_base_url(base_url)
+        self._base_url = url
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._poll = poll or PollPolicy()
+        self._receives_callbacks = receives_callbacks
+        # Made once and handed to everything that sends: the in-flight cap, the 429
+        # pause and the retry budget hold over the whole client by construction.
+        self._limits = ClientLimits(max_concurrency)
         self._transport = Transport(
             base_url=url,
             api_key=key,
-            max_concurrency=max_concurrency,
+            limits=self._limits,
             timeout=timeout,
             max_retries=max_retries,
             session=session,
         )
-        self._scheduler = PollScheduler(self._read, self.poll, self._transport.pause)
-        self._results = ResultFetcher(self._transport.limiter, timeout=timeout)
+        self._scheduler = PollScheduler(self._read, self._poll, self._limits.pause)
+        self._results = ResultFetcher(self._limits, timeout=timeout)
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
         self._seen_callbacks: OrderedDict[tuple[str, TaskStatus], Task] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, as resolved at construction."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one HTTP request may take."""
+        return self._timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries of one retryable request (within the client-wide retry budget)."""
+        return self._max_retries
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most HTTP requests in flight at once, over everything the client does."""
+        return self._limits.max_concurrency
+
+    @property
+    def poll(self) -> PollPolicy:
+        """How the shared scheduler spaces polls."""
+        return self._poll
+
+    @property
+    def receives_callbacks(self) -> bool:
+        """Whether callbacks reach this client, so callback tasks are polled slowly."""
+        return self._receives_callbacks
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests this client has sent to the API so far, retries included (not
+        downloads or probes, which go to other hosts)."""
+        return self._transport.requests_sent
 
     async def __aenter__(self) -> Client:
         return self
@@ -179,7 +202,7 @@ class Client:
                 callback_url, allow_loopback_http=_is_loopback_base(self.base_url)
             )
         if preflight:
-            await self._preflight(video_url)
+            await self.preflight(video_url)
         request = create_request(video_url, prompt, callback_url)
         try:
             status, body = await self._transport.send(request)
@@ -187,7 +210,7 @@ class Client:
             exc.video_url = video_url
             raise
         task = parse_task_response(status, body)
-        if callback_url is not None and not task.is_terminal:
+        if callback_url is not None and self._receives_callbacks and not task.is_terminal:
             self._callback_tasks.add(task.id)
         return task
 
@@ -254,7 +277,7 @@ class Client:
 
     def edit_many(
         self,
-        requests: Iterable[Input] | AsyncIterable[Input],
+        requests: Iterable[EditInput] | AsyncIterable[EditInput],
         *,
         concurrency: int | None = None,
         download_dir: str | PathLike[str] | None = None,
@@ -263,7 +286,8 @@ class Client:
         resubmit_uncertain: bool = False,
         preflight: bool = False,
         task_retries: int = 2,
-    ) -> AsyncIterator[EditOutcome]:
+        destination: Callable[[int, EditRequest], str | PathLike[str]] | None = None,
+    ) -> AsyncGenerator[EditOutcome, None]:
         """Edit many clips; yield one ``EditOutcome`` per input, in completion order.
 
         ``requests`` (an iterable or async iterable of ``EditRequest``, ``(video_url,
@@ -272,10 +296,14 @@ class Client:
         per allowed request in flight); the client's ``max_concurrency`` still caps HTTP
         requests. A failure is an outcome with ``error``, never an exception that ends the
         batch. With ``download_dir`` each result is saved there promptly under a name
-        derived from its input. With ``journal`` (a SQLite file path) a rerun of the
-        same inputs skips what is done, resumes waiting on what was submitted, and never
-        submits an input twice; inputs whose create request had an unknown outcome are
-        reported as ``SubmissionUncertainError`` unless ``resubmit_uncertain=True``.
+        derived from its input; ``destination(index, request)``, if given, chooses each
+        result's path instead (and saves results without ``download_dir``). With
+        ``preflight=True`` each clip's MP4 header is read first (see ``preflight``) and a
+        clip the API would refuse fails before it is billed. With ``journal`` (a SQLite
+        file path) a rerun of the same inputs skips what is done, resumes waiting on what
+        was submitted, and never submits an input twice; inputs whose create request had
+        an unknown outcome are reported as ``SubmissionUncertainError`` unless
+        ``resubmit_uncertain=True``.
         Tasks that fail with a retryable code are resubmitted up to ``task_retries``
         times. ``on_progress(BatchProgress)`` (sync or async) hears every change.
 
@@ -295,6 +323,7 @@ class Client:
             resubmit_uncertain=resubmit_uncertain,
             preflight=preflight,
             task_retries=task_retries,
+            destination=destination,
         )
         return run_edit_many(self, requests, options)
 
@@ -307,18 +336,18 @@ class Client:
         HTML error page, a truncated file, an HTTP error from the media host).
         """
         target = os.fspath(video_url_or_path)
-        async with self._transport.limiter:
+        async with self._limits.slots:
             if target.startswith(("http://", "https://")):
                 validate_video_url(target)
                 async with HttpSource(
                     self._results.bare_session(),
                     target,
                     timeout=self.timeout,
-                    max_bytes=PROBE_MAX_BYTES,
+                    max_bytes=MAX_PROBE_BYTES,
                 ) as source:
-                    facts = await read_media_info(source, max_bytes=PROBE_MAX_BYTES)
+                    facts = await read_media_info(source, max_bytes=MAX_PROBE_BYTES)
             else:
-                facts = await read_media_info(FileSource(target), max_bytes=PROBE_MAX_BYTES)
+                facts = await read_media_info(FileSource(target), max_bytes=MAX_PROBE_BYTES)
         return MediaInfo(
             duration=facts.duration,
             width=facts.width,
@@ -327,8 +356,13 @@ class Client:
             bytes_read=facts.bytes_read,
         )
 
-    async def _preflight(self, video_url: str) -> MediaInfo:
-        """Refuse, before any create request, a clip the API would refuse."""
+    async def preflight(self, video_url: str) -> MediaInfo:
+        """Check a clip as the API would, before paying for it: ``probe`` it and refuse
+        one over 10 s. Returns its ``MediaInfo``; ``submit(..., preflight=True)`` and
+        ``edit_many(..., preflight=True)`` make this check.
+
+        Raises ``ValidationError`` for a clip that is too long or not a readable MP4.
+        """
         info = await self.probe(video_url)
         if info.duration > MAX_VIDEO_SECONDS:
             raise ValidationError(

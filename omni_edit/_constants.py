@@ -75,3 +75,11 @@ NO_RETRY_REFUND: Final = 1
 
 # --- Webhook receiver (RELIABILITY.md "Webhook receiver") -------------------------------
 MAX_CALLBACK_BODY_BYTES: Final = 64 * 1024
+
+# --- Bounds on what we read ---------------------------------------------------------------
+# A task object is a few hundred bytes; an API answer far larger is not the API talking.
+MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+# A probe reads header boxes only: a clip whose ``moov`` is not within this is refused
+# (a 10 s clip's header is tens of KB; the SDK, the CLI's dry run and the emulator's input
+# check all use this one bound).
+MAX_PROBE_BYTES: Final = 4 * 1024 * 1024

@@ -221,3 +221,12 @@ class DownloadError(OmniEditError):
 
 class ResultExpiredError(DownloadError):
     """The result host refused the link: result links live 24 hours after completion."""
+
+
+# Refusals about the account, not the request (401, 403, 402): every further request
+# would be refused alike, so a batch stops submitting at the first and reports it once.
+ACCOUNT_ERRORS: tuple[type[APIError], ...] = (
+    AuthenticationError,
+    PermissionDeniedError,
+    InsufficientQuotaError,
+)

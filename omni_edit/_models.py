@@ -6,8 +6,10 @@ Models never parse JSON themselves; ``_wire/convert.py`` builds them from the wi
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -15,6 +17,8 @@ from ._constants import TASK_ERROR_RETRYABLE
 from ._redact import redact_optional_url, redact_url, redact_urls
 
 __all__ = [
+    "BatchProgress",
+    "EditInput",
     "EditOutcome",
     "EditRequest",
     "MediaInfo",
@@ -103,6 +107,26 @@ class EditRequest:
     video_url: str = attrs.field(repr=redact_url)
     prompt: str
     callback_url: str | None = attrs.field(default=None, repr=redact_optional_url)
+
+
+# What ``edit_many`` accepts as one input: an ``EditRequest``, a ``(video_url, prompt)``
+# or ``(video_url, prompt, callback_url)`` tuple, or a mapping with those keys. Public,
+# so that a list mixing the forms can be annotated (``list[omni_edit.EditInput]``).
+EditInput: TypeAlias = (
+    EditRequest | tuple[str, str] | tuple[str, str, str | None] | Mapping[str, Any]
+)
+
+
+@attrs.frozen
+class BatchProgress:
+    """A batch's counts so far: ``submitted`` tasks created by this run, ``running``
+    edits open, ``done`` and ``failed`` outcomes, ``credits_reserved`` by this run."""
+
+    submitted: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    credits_reserved: float = 0.0
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ import pytest
 import omni_edit as oe
 from omni_edit._batch import edit_many as _batch
 from omni_edit._batch.journal import Journal, JournalState
+from omni_edit._http import download
 from omni_edit.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
@@ -396,10 +397,10 @@ async def test_a_fixed_bad_input_is_submitted_on_rerun(
 
 
 async def test_a_failed_download_is_resumed_from_its_task_on_rerun(
-    client: oe.Client, emu: Emulator, tmp_path: Path
+    client: oe.Client, emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal = tmp_path / "run.sqlite"
-    client._results.backoff_cap = 0.01
+    monkeypatch.setattr(download, "BACKOFF_CAP_SECONDS", 0.01)
     emu.inject_result(Fault.status(500), times=6)
     [first] = await _collect(client.edit_many(_inputs(1), journal=journal, download_dir=tmp_path))
     assert isinstance(first.error, oe.DownloadError)

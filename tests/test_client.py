@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import omni_edit as oe
-from omni_edit._http.retry import RetryBudget
+from omni_edit._http import limits
 from omni_edit.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
@@ -194,11 +194,14 @@ async def test_get_times_out_then_retries(emu: Emulator) -> None:
         assert _gets(emu) == 2
 
 
-async def test_an_empty_retry_budget_fails_fast(client: oe.Client, emu: Emulator) -> None:
-    client._transport.budget = RetryBudget(capacity=5)
+async def test_an_empty_retry_budget_fails_fast(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "RETRY_BUDGET_CAPACITY", 5)
     emu.inject(Fault.status(500), method="GET", times=10)
-    with pytest.raises(oe.ServerError):
-        await client.get("task-unified-1-abcdefgh")
+    async with oe.Client(KEY, base_url=emu.base_url) as client:
+        with pytest.raises(oe.ServerError):
+            await client.get("task-unified-1-abcdefgh")
     assert _gets(emu) == 2  # one retry paid for, then the bucket was empty
 
 

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 import omni_edit as oe
+from omni_edit._http import download
 from omni_edit.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
@@ -119,10 +120,14 @@ async def test_a_host_that_ignores_range_restarts_from_zero(
 
 
 async def test_repeated_drops_fail_without_leaving_any_file(
-    client: oe.Client, emu: Emulator, done: oe.Task, tmp_path: Path
+    client: oe.Client,
+    emu: Emulator,
+    done: oe.Task,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     emu.inject_result(Fault.drop_after_bytes(0), times=20)
-    client._results.backoff_cap = 0.05
+    monkeypatch.setattr(download, "BACKOFF_CAP_SECONDS", 0.05)
     dest = tmp_path / "clip.mp4"
     with pytest.raises(oe.DownloadError, match="after 6 attempts"):
         await client.download(done, dest)

@@ -1,7 +1,8 @@
 import pytest
 
 from omni_edit._constants import RETRY_AFTER_CAP_SECONDS
-from omni_edit._http.retry import Pause, RetryBudget, backoff_delay, retry_delay
+from omni_edit._http.limits import Pause, RetryBudget
+from omni_edit._http.retry import backoff_delay, retry_delay
 
 
 def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:

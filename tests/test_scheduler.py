@@ -9,7 +9,7 @@ import anyio.lowlevel
 import pytest
 
 import omni_edit as oe
-from omni_edit._http.retry import Pause
+from omni_edit._http.limits import Pause
 from omni_edit._polling.scheduler import Follower, PollScheduler
 
 pytestmark = pytest.mark.anyio

@@ -114,9 +114,13 @@ async def test_timeout_raises_wait_timeout_error_with_the_last_task(
     assert isinstance(info.value, TimeoutError)
 
 
-async def test_a_cancelled_wait_stops_its_polling(client: oe.Client, emu: Emulator) -> None:
-    emu_slow = oe.PollPolicy(min_interval=0.05, max_interval=0.05, jitter=0)
-    client._scheduler.policy = emu_slow
+async def test_a_cancelled_wait_stops_its_polling(emu: Emulator) -> None:
+    steady = oe.PollPolicy(min_interval=0.05, max_interval=0.05, jitter=0)
+    async with oe.Client(KEY, base_url=emu.base_url, poll=steady) as client:
+        await _cancel_a_wait_and_count_polls(client, emu)
+
+
+async def _cancel_a_wait_and_count_polls(client: oe.Client, emu: Emulator) -> None:
     task = await client.submit(CLIP, "warmer")
     with anyio.move_on_after(0.2):
         await client.wait(task.id)
@@ -183,11 +187,11 @@ async def test_a_wait_cancelled_mid_poll_leaves_no_connection_or_task_behind(
         await client.wait(task.id)
     assert emu.stats.requests[-1].method == "GET"  # the poll was in flight
     assert len(client._scheduler) == 0  # nobody waits: nothing polls it again
-    transport = client._transport
-    connector = transport.session.connector
+    # White-box leak checks: the connector's and the in-flight cap's own counts.
+    connector = client._transport.session.connector
     assert connector is not None
     assert len(connector._acquired) == 0  # the cut connection went back (closed)
-    assert transport.limiter._value == client.max_concurrency  # every slot is free
+    assert client._limits.slots._value == client.max_concurrency  # every slot is free
 
     def left_behind() -> set[asyncio.Task[object]]:
         # The in-process emulator still serves the delayed GET: its tasks do not count.

@@ -23,24 +23,22 @@ import contextlib
 import inspect
 import logging
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
 )
+from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 
 from .._exceptions import (
+    ACCOUNT_ERRORS,
     APIConnectionError,
-    AuthenticationError,
-    InsufficientQuotaError,
     OmniEditError,
-    PermissionDeniedError,
     RateLimitError,
     ServerError,
     SubmissionUncertainError,
@@ -48,35 +46,29 @@ from .._exceptions import (
     ValidationError,
 )
 from .._http.retry import backoff_delay, retry_delay
-from .._models import EditOutcome, EditRequest, Task, TaskError, TaskStatus, Usage
-from .inputs import Input, InputFeed, coerce_request, output_name
+from .._models import (
+    BatchProgress,
+    EditInput,
+    EditOutcome,
+    EditRequest,
+    Task,
+    TaskError,
+    TaskStatus,
+    Usage,
+)
+from .inputs import InputFeed, coerce_request, output_name
 from .journal import Journal, JournalEntry, JournalState, fingerprint
+from .ports import BatchClient
 
-if TYPE_CHECKING:
-    from .._client import Client
-
-__all__ = ["BatchOptions", "BatchProgress", "run_edit_many"]
+__all__ = ["BatchOptions", "run_edit_many"]
 
 logger = logging.getLogger("omni_edit")
 
 # Refusals that certainly created nothing, worth waiting out inside a batch rather than
 # ending the input: a batch outlives a throttling episode.
 _SUBMIT_RETRIES = 8
-_HALTING = (AuthenticationError, PermissionDeniedError, InsufficientQuotaError)
 # Resubmitting a task that failed "later"-retryably (API.md): give the service time.
 TASK_RETRY_BASE = 5.0
-
-
-@attrs.frozen
-class BatchProgress:
-    """A batch's counts so far: ``submitted`` tasks created by this run, ``running``
-    edits open, ``done`` and ``failed`` outcomes, ``credits_reserved`` by this run."""
-
-    submitted: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
-    credits_reserved: float = 0.0
 
 
 @attrs.frozen
@@ -89,21 +81,23 @@ class BatchOptions:
     preflight: bool = False
     task_retries: int = 2
     # Where input N's result goes; default: download_dir / output_name(request).
-    destination: Callable[[int, EditRequest], Path] | None = None
+    destination: Callable[[int, EditRequest], str | PathLike[str]] | None = None
 
 
 class _Batch:
-    def __init__(self, client: Client, options: BatchOptions) -> None:
+    def __init__(self, client: BatchClient, options: BatchOptions) -> None:
         self.client = client
         self.options = options
         self.journal: Journal | None = None
         self.halt: OmniEditError | None = None
-        self.counts = _Counts()
-        self._reported = BatchProgress()
+        # The counts so far, replaced (never mutated) on each change: a snapshot is
+        # handed to ``on_progress`` as it is.
+        self.progress = BatchProgress()
+        self._reported = self.progress
 
     async def run(
         self,
-        requests: Iterable[Input] | AsyncIterable[Input],
+        requests: Iterable[EditInput] | AsyncIterable[EditInput],
         send: asyncio.Queue[EditOutcome | None],
     ) -> None:
         error: Exception | None = None
@@ -137,7 +131,6 @@ class _Batch:
 
     async def _work(self, feed: InputFeed, send: asyncio.Queue[EditOutcome | None]) -> None:
         """One worker: the next input, its outcome handed over, then the next."""
-        counts = self.counts
         reporting = self.options.on_progress is not None
         while (item := await feed.take()) is not None:
             index, raw = item
@@ -147,14 +140,14 @@ class _Batch:
             else:
                 outcome = await self._edit(index, raw)
                 if outcome.ok:
-                    counts.done += 1
+                    self._count(done=1)
                 else:
-                    counts.failed += 1
+                    self._count(failed=1)
             if reporting:
                 await self._report()
             await send.put(outcome)
 
-    def _halted(self, index: int, raw: Input) -> EditOutcome:
+    def _halted(self, index: int, raw: EditInput) -> EditOutcome:
         try:
             request: EditRequest | None = coerce_request(raw)
         except ValidationError:
@@ -164,7 +157,7 @@ class _Batch:
 
     # --- One input ------------------------------------------------------------------------
 
-    async def _edit(self, index: int, raw: Input) -> EditOutcome:
+    async def _edit(self, index: int, raw: EditInput) -> EditOutcome:
         try:
             request = coerce_request(raw)
         except ValidationError as exc:
@@ -197,7 +190,7 @@ class _Batch:
                     task = await self._submit(index, digest, request, attempts)
                     attempts += 1
                     task_id = task.id
-                self.counts.running += 1
+                self._count(running=1)
                 if self.options.on_progress is not None:
                     await self._report()
                 try:
@@ -212,7 +205,7 @@ class _Batch:
                     task, task_id = None, None
                     continue
                 finally:
-                    self.counts.running -= 1
+                    self._count(running=-1)
                 break
             path = await self._save(index, task, request)
             if self.journal:
@@ -272,7 +265,7 @@ class _Batch:
         if self.halt is not None:
             raise self.halt
         if self.options.preflight:
-            await self.client._preflight(request.video_url)
+            await self.client.preflight(request.video_url)
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
                 task = await self._create(index, digest, request, attempts)
@@ -339,7 +332,7 @@ class _Batch:
     async def _record_failure(
         self, index: int, digest: str, exc: Exception, task: Task | None
     ) -> None:
-        if isinstance(exc, _HALTING) and self.halt is None:
+        if isinstance(exc, ACCOUNT_ERRORS) and self.halt is None:
             self.halt = exc
         if self.journal is None:
             return
@@ -375,17 +368,14 @@ class _Batch:
         failed: int = 0,
         credits: float = 0.0,
     ) -> None:
-        c = self.counts
-        c.submitted += submitted
-        c.running += running
-        c.done += done
-        c.failed += failed
-        c.credits_reserved += credits
-
-    @property
-    def progress(self) -> BatchProgress:
-        c = self.counts
-        return BatchProgress(c.submitted, c.running, c.done, c.failed, c.credits_reserved)
+        p = self.progress
+        self.progress = BatchProgress(
+            p.submitted + submitted,
+            p.running + running,
+            p.done + done,
+            p.failed + failed,
+            p.credits_reserved + credits,
+        )
 
     async def _report(self) -> None:
         """Tell ``on_progress`` the counts, if they changed since it last heard."""
@@ -398,15 +388,6 @@ class _Batch:
             result = callback(progress)
             if inspect.isawaitable(result):
                 await result
-
-
-@attrs.define
-class _Counts:
-    submitted: int = 0
-    running: int = 0
-    done: int = 0
-    failed: int = 0
-    credits_reserved: float = 0.0
 
 
 def _unwrap(exc: Exception) -> Exception:
@@ -435,8 +416,10 @@ def _recorded_error(entry: JournalEntry) -> OmniEditError:
 
 
 async def run_edit_many(
-    client: Client, requests: Iterable[Input] | AsyncIterable[Input], options: BatchOptions
-) -> AsyncIterator[EditOutcome]:
+    client: BatchClient,
+    requests: Iterable[EditInput] | AsyncIterable[EditInput],
+    options: BatchOptions,
+) -> AsyncGenerator[EditOutcome, None]:
     """The async iterator behind ``Client.edit_many``."""
     batch = _Batch(client, options)
     # A full queue holds the workers back: a slow consumer slows the reading down.

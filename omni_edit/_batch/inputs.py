@@ -10,15 +10,12 @@ import asyncio
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from .._exceptions import ValidationError
-from .._models import EditRequest
+from .._models import EditInput, EditRequest
 from .journal import fingerprint
 
-__all__ = ["Input", "InputFeed", "coerce_request", "output_name"]
-
-Input = EditRequest | tuple[str, ...] | Mapping[str, Any]
+__all__ = ["InputFeed", "coerce_request", "output_name"]
 
 
 def coerce_request(raw: object) -> EditRequest:
@@ -56,9 +53,9 @@ class InputFeed:
     Ends at the inputs' end or at the first error reading them (kept in ``broken``).
     """
 
-    def __init__(self, requests: Iterable[Input] | AsyncIterable[Input]) -> None:
-        self._sync: Iterator[Input] | None = None
-        self._async: AsyncIterator[Input] | None = None
+    def __init__(self, requests: Iterable[EditInput] | AsyncIterable[EditInput]) -> None:
+        self._sync: Iterator[EditInput] | None = None
+        self._async: AsyncIterator[EditInput] | None = None
         # Async iterators (async generators in particular) refuse overlapping reads.
         self._lock: asyncio.Lock | None = None
         self.index = 0
@@ -78,7 +75,7 @@ class InputFeed:
         if exc is not None and self.broken is None:
             self.broken = exc
 
-    async def take(self) -> tuple[int, Input] | None:
+    async def take(self) -> tuple[int, EditInput] | None:
         """The next input and its index, or ``None`` when there are no more."""
         if self.done:
             return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from typing import Any, TypeVar
 
 import anyio
 import attrs
+
+from .._exceptions import ValidationError
 
 __all__ = ["Journal", "JournalEntry", "JournalState", "fingerprint"]
 
@@ -89,16 +92,43 @@ class Journal:
 
     @classmethod
     async def open(cls, path: str | PathLike[str]) -> Journal:
+        """Open (or create) the journal at ``path``.
+
+        Raises ``ValidationError`` (field ``journal``) for a file that is not a journal,
+        or one written with another schema version: its rows would be misread.
+        """
+
         def connect() -> sqlite3.Connection:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed task id survives power loss, not only a crash.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed task id survives power loss, not only a crash.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA busy_timeout=5000")
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                (found,) = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise ValidationError(
+                    f"{os.fspath(path)} is not an omni_edit journal ({exc}): name a new"
+                    " file for the journal",
+                    field="journal",
+                ) from None
+            if found != str(SCHEMA_VERSION):
+                conn.close()
+                raise ValidationError(
+                    f"the journal {os.fspath(path)} was written with schema version {found};"
+                    f" this omni_edit reads version {SCHEMA_VERSION}. Finish that batch with"
+                    " the omni_edit version that started it, or start afresh with a new"
+                    " journal file",
+                    field="journal",
+                )
             return conn
 
         return cls(await anyio.to_thread.run_sync(connect), str(path))
@@ -197,12 +227,6 @@ class Journal:
                 time.time(),
             ),
         )
-
-    async def counts(self) -> dict[str, int]:
-        def read() -> list[Any]:
-            return self._conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall()
-
-        return dict(await self._run(read))
 
     async def close(self) -> None:
         await self._run(self._conn.close)

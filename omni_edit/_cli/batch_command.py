@@ -1,11 +1,11 @@
 """``omni-edit batch MANIFEST``: every row of a manifest edited, resumable, reported.
 
 The manifest is read once to count and check it (bad rows are reported by line now,
-before anything is sent), then again lazily as the SDK's ``run_edit_many`` asks for
-inputs. Every data row reaches the SDK in order, so input n is data row n and its
-journal entry survives edits to other rows; a bad row goes as a placeholder the SDK
-refuses before it touches the journal or the network. The journal lives beside the
-manifest by default, which is what makes "run the same command again" resume.
+before anything is sent), then again lazily as ``Client.edit_many`` asks for inputs.
+Every data row reaches the SDK in order, so input n is data row n and its journal entry
+survives edits to other rows; a bad row goes as a placeholder the SDK refuses before it
+touches the journal or the network. The journal lives beside the manifest by default,
+which is what makes "run the same command again" resume.
 """
 
 from __future__ import annotations
@@ -13,18 +13,16 @@ from __future__ import annotations
 import contextlib
 from array import array
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 from urllib.parse import urlsplit
 
 import attrs
 
-from .._batch.edit_many import BatchOptions, run_edit_many
 from .._batch.inputs import output_name
 from .._client import Client
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
-from .._exceptions import AuthenticationError, PermissionDeniedError
+from .._exceptions import ACCOUNT_ERRORS
 from .._models import EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
@@ -147,23 +145,21 @@ async def _edit_all(
 
     report = _open_report(settings.report)
     progress = make_progress(scan.total, ctx.err, json=ctx.json)
-    options = BatchOptions(
-        concurrency=settings.concurrency,
-        journal=str(journal),
-        on_progress=progress.update,
-        resubmit_uncertain=settings.resubmit_uncertain,
-        preflight=settings.preflight,
-        destination=destination,
-    )
     tally: Counter[str] = Counter()
     halt: BaseException | None = None
     if settings.rerun:
         ctx.on_interrupt = f"Interrupted; the journal is kept. Resume with: {settings.rerun}"
     try:
-        # run_edit_many is an async generator: closing it at once on Ctrl-C stops
-        # submissions and polling now rather than whenever it is collected.
-        outcomes = cast(
-            "AsyncGenerator[EditOutcome, None]", run_edit_many(client, inputs(), options)
+        # Closing the generator at once on Ctrl-C stops submissions and polling now
+        # rather than whenever it is collected.
+        outcomes = client.edit_many(
+            inputs(),
+            concurrency=settings.concurrency,
+            journal=journal,
+            on_progress=progress.update,
+            resubmit_uncertain=settings.resubmit_uncertain,
+            preflight=settings.preflight,
+            destination=destination,
         )
         async with ticking(progress), contextlib.aclosing(outcomes):
             async for outcome in outcomes:
@@ -193,8 +189,9 @@ def _open_report(path: Path | None) -> Report | None:
 
 
 def _halted(outcome: EditOutcome) -> bool:
-    # A refused key fails every input alike: it is the user's setup, not the edits.
-    return isinstance(outcome.error, (AuthenticationError, PermissionDeniedError))
+    # A refused key or an empty account fails every input alike: it is the user's
+    # setup, not the edits.
+    return isinstance(outcome.error, ACCOUNT_ERRORS)
 
 
 def _show(

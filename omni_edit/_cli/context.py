@@ -7,14 +7,14 @@ the answer; with ``--json`` stdout carries only JSON objects, one per line.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any, TextIO
 
 import attrs
 
 from .._client import Client
-from .._constants import API_KEY_ENV_VARS, BASE_URL_ENV_VAR, DEFAULT_BASE_URL
+from .._config import find_api_key, resolve_base_url
+from .._constants import BASE_URL_ENV_VAR
 from .._exceptions import ValidationError
 from .._models import PollPolicy
 from .errors import UsageError
@@ -41,16 +41,22 @@ class Context:
 
     @property
     def effective_base_url(self) -> str:
-        """The API's base URL as the client will resolve it, for messages."""
-        return self.base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+        """The API's base URL as the client resolves it, for messages (as given when it
+        is not usable, which is what the message is then about)."""
+        try:
+            return resolve_base_url(self.base_url)
+        except ValidationError:
+            return str(self.base_url)
 
     def open_client(self, *, poll: PollPolicy | None = None, key_needed: bool = True) -> Client:
         """A client for the global options. ``UsageError`` (exit 2) when no key is found
         or the base URL is unsafe: both are fixed on the command line, not by retrying."""
-        key_given = bool(self.api_key) or any(os.environ.get(v) for v in API_KEY_ENV_VARS)
+        key_given = bool(find_api_key(self.api_key))
         api_key = self.api_key if key_given or key_needed else _NO_KEY_NEEDED
         try:
-            return Client(api_key, base_url=self.base_url, poll=poll)
+            # Callbacks go to the user's own receiver, never to this process: its waits
+            # poll callback tasks as usual, not as a slow safety net.
+            return Client(api_key, base_url=self.base_url, poll=poll, receives_callbacks=False)
         except ValidationError as exc:
             if exc.field == "api_key" and not key_given:
                 raise UsageError(

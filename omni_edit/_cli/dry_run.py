@@ -43,7 +43,7 @@ async def dry_run(
     async def check(row: Row) -> None:
         try:
             # The same check preflight makes: an MP4 the API would take, <= 10 s.
-            info = await client._preflight(row.fields["video_url"])
+            info = await client.preflight(row.fields["video_url"])
         except Exception as exc:
             # Not only OmniEditError: a clip that cannot be checked, whatever the
             # reason, is one refused line, not the end of the dry run.

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TextIO
 
-from .._batch.edit_many import BatchProgress
+from .._models import BatchProgress
 
 __all__ = ["Progress", "make_progress", "status_line", "ticking"]
 

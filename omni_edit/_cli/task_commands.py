@@ -77,9 +77,6 @@ async def run_edit(
     dest = out or Path(output_name(EditRequest(video_url, prompt, callback_url)))
     async with ctx.open_client() as client:
         task = await client.submit(video_url, prompt, callback_url=callback_url)
-        # The callback goes to the user's receiver, not to this process, which must
-        # therefore poll as usual rather than as the slow safety net of callback tasks.
-        client._callback_tasks.discard(task.id)
         ctx.on_interrupt = (
             f"Interrupted; task {task.id} goes on. Save its result later with:"
             f" omni-edit wait {task.id} --out {shlex.quote(str(dest))}"

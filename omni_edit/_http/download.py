@@ -15,11 +15,9 @@ saved file must be whole. The rules (RELIABILITY.md "Downloads", RFC 9110):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,6 +30,8 @@ import attrs
 from .._constants import RESULT_URL_LIFETIME_HOURS
 from .._exceptions import DownloadError, ResultExpiredError
 from .._redact import redact_url
+from .._wire.ranges import parse_content_range
+from .limits import ClientLimits
 from .retry import backoff_delay
 
 __all__ = ["ResultFetcher"]
@@ -40,7 +40,8 @@ logger = logging.getLogger("omni_edit")
 
 CHUNK_BYTES = 256 * 1024
 MAX_ATTEMPTS = 6
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+# Result hosts are CDNs: a short backoff between attempts is enough.
+BACKOFF_CAP_SECONDS = 5.0
 
 
 class _Restart(Exception):
@@ -54,10 +55,9 @@ class _Transient(Exception):
 class ResultFetcher:
     """Downloads result files with a session that carries no credentials."""
 
-    def __init__(self, limiter: asyncio.Semaphore, *, timeout: float) -> None:
-        self._limiter = limiter
-        self.max_attempts = MAX_ATTEMPTS
-        self.backoff_cap = 5.0
+    def __init__(self, limits: ClientLimits, *, timeout: float) -> None:
+        # Downloads take the client's in-flight slots; the API's 429 pause is not theirs.
+        self._slots = limits.slots
         # A stalled transfer fails after ``timeout`` without data, however long the file.
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -122,7 +122,7 @@ class ResultFetcher:
                     headers["If-Range"] = state.etag
             try:
                 async with (
-                    self._limiter,
+                    self._slots,
                     self.bare_session().get(url, headers=headers, timeout=self._timeout) as r,
                 ):
                     if r.status in (403, 404, 410):
@@ -152,13 +152,13 @@ class ResultFetcher:
                 _rewind(out)
             except (aiohttp.ClientError, TimeoutError, _Transient) as exc:
                 failures += 1
-                if failures >= self.max_attempts:
+                if failures >= MAX_ATTEMPTS:
                     raise DownloadError(
                         f"could not download {redact_url(url)}: {exc}"
                         + (f" (after {failures} attempts)" if failures > 1 else "")
                     ) from exc
                 logger.debug("download interrupted at %d bytes (%s); resuming", out.tell(), exc)
-                await anyio.sleep(backoff_delay(failures - 1, cap=self.backoff_cap))
+                await anyio.sleep(backoff_delay(failures - 1, cap=BACKOFF_CAP_SECONDS))
 
 
 @attrs.define
@@ -197,10 +197,10 @@ async def _stream(
 
 
 def _check_resume(content_range: str | None, offset: int) -> int | None:
-    match = _CONTENT_RANGE.fullmatch((content_range or "").strip())
-    if match is None or int(match.group(1)) != offset:
+    parsed = parse_content_range(content_range)
+    if parsed is None or parsed.first != offset:
         raise _Restart
-    return None if match.group(3) == "*" else int(match.group(3))
+    return parsed.length
 
 
 def _fsync_dir(path: Path) -> None:

@@ -4,7 +4,7 @@ What an answer *means* and whether to retry is decided in ``_wire.protocol`` (pu
 module carries those decisions out. Guarantees:
 
 - at most ``max_concurrency`` requests are in flight over everything the client does
-  (API calls and result downloads share one limiter);
+  (API calls, result downloads and probes share the slots of one ``ClientLimits``);
 - the API key is attached per request, only to the API origin, and redirects are not
   followed on API calls, so the key never reaches another host;
 - a POST is sent again only when it certainly created nothing (see ``_wire.protocol.judge``);
@@ -25,6 +25,7 @@ import anyio
 import attrs
 from multidict import CIMultiDict
 
+from .._constants import MAX_RESPONSE_BYTES
 from .._exceptions import (
     APIConnectionError,
     APIError,
@@ -34,15 +35,14 @@ from .._exceptions import (
 )
 from .._redact import Secret
 from .._wire.protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
-from .retry import Pause, RetryBudget, retry_delay
+from .limits import ClientLimits
+from .retry import retry_delay
 
 __all__ = ["Transport"]
 
 logger = logging.getLogger("omni_edit")
 
 USER_AGENT = "omni-edit/0.1 (+aiohttp)"
-# A task object is a few hundred bytes; a body far larger is not the API talking.
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @attrs.frozen
@@ -77,7 +77,7 @@ class Transport:
         *,
         base_url: str,
         api_key: Secret,
-        max_concurrency: int,
+        limits: ClientLimits,
         timeout: float,
         max_retries: int,
         session: aiohttp.ClientSession | None = None,
@@ -88,14 +88,9 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout / 2)
         self._timeout_seconds = timeout
         self._max_retries = max_retries
-        self._max_concurrency = max_concurrency
         self._session = session
         self._owns_session = session is None
-        # An asyncio semaphore rather than anyio's CapacityLimiter: it is on every
-        # request's path and costs a fraction (no checkpoint when uncontended).
-        self.limiter = asyncio.Semaphore(max_concurrency)
-        self.pause = Pause()
-        self.budget = RetryBudget()
+        self.limits = limits
         self.requests_sent = 0
         self._closed = False
         # Built once: aiohttp copies them into each request, and only API requests (to
@@ -111,7 +106,7 @@ class Transport:
             raise RuntimeError("this omni_edit client is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_concurrency),
+                connector=aiohttp.TCPConnector(limit=self.limits.max_concurrency),
                 # No cookie is kept: none may travel from the API to a result host.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 headers={"User-Agent": USER_AGENT},
@@ -134,12 +129,13 @@ class Transport:
         else:
             data = json.dumps(request.json, separators=(",", ":")).encode()
             headers = self._json_headers
+        limits = self.limits
         while True:
-            if self.pause.remaining():
-                await self.pause.wait()
+            if limits.pause.remaining():
+                await limits.pause.wait()
             try:
                 async with (
-                    self.limiter,
+                    limits.slots,
                     self.session.request(
                         request.method,
                         url,
@@ -166,8 +162,8 @@ class Transport:
                                 status,
                                 attempt_no + 1,
                             )
-                        if spent or self.budget.tokens < self.budget.capacity:
-                            self.budget.release(spent)
+                        if spent or limits.budget.tokens < limits.budget.capacity:
+                            limits.budget.release(spent)
                         return status, body
                     outcome = _Outcome(Attempt(status=status), resp.headers, body)
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
@@ -211,9 +207,9 @@ class Transport:
             # Throttling is paid in time, by the whole client, not from the budget: the
             # pause already slows everyone down.
             delay = retry_delay(attempt_no, retry_after)
-            self.pause.pause_for(delay)
+            self.limits.pause.pause_for(delay)
             return 0.0, 0
-        cost = self.budget.acquire(after_timeout=outcome.attempt.failure is Failure.TIMEOUT)
+        cost = self.limits.budget.acquire(after_timeout=outcome.attempt.failure is Failure.TIMEOUT)
         if not cost:
             logger.debug("retry budget exhausted; not retrying")
             return None

@@ -27,14 +27,14 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from .._constants import MAX_PROBE_BYTES
 from .._exceptions import ValidationError
 from .boxes import FIELD, BoxHeader, BoxTally, Movie, corrupt, parse_header, parse_movie
 from .fragments import SegmentIndex, parse_moof, parse_sidx
 from .sniff import check_brands, describe_non_mp4
 
-__all__ = ["DEFAULT_MAX_BYTES", "ByteSource", "CountingByteSource", "MediaFacts", "read_media_info"]
+__all__ = ["ByteSource", "CountingByteSource", "MediaFacts", "read_media_info"]
 
-DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 # The first read holds a typical ftyp (20-40 bytes) and the next box's header.
 _FIRST_READ = 64
 # Enough to recognise an HTML page or a text file that starts with blank lines.
@@ -274,7 +274,7 @@ async def _file_type(reader: _Reader, file_size: int | None, head: bytes) -> tup
     return check_brands(payload), header.size
 
 
-async def read_media_info(source: ByteSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> MediaFacts:
+async def read_media_info(source: ByteSource, *, max_bytes: int = MAX_PROBE_BYTES) -> MediaFacts:
     """Read an MP4's duration, picture size and whether it has sound from its header boxes.
 
     Fetches only box headers, ``moov`` and, for fragmented files without ``mehd``, the

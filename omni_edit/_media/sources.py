@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -25,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from .._exceptions import ValidationError
+from .._wire.ranges import parse_content_range
 from .boxes import FIELD
 
 __all__ = ["FileSource", "HttpSource"]
@@ -33,7 +33,6 @@ logger = logging.getLogger("omni_edit")
 
 _CHUNK_BYTES = 64 * 1024
 _CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 class FileSource:
@@ -226,22 +225,22 @@ class HttpSource:
     async def _ranged_body(
         self, response: aiohttp.ClientResponse, offset: int, length: int
     ) -> bytes:
-        content_range = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
-        if content_range and content_range.group(3) != "*":
-            self._size = int(content_range.group(3))
+        content_range = parse_content_range(response.headers.get("Content-Range"))
+        if content_range is not None and content_range.length is not None:
+            self._size = content_range.length
         if response.status == 416:  # Range Not Satisfiable: the file ends before offset
             return b""
         self._check_status(response.status)
-        if response.status != 206 or content_range is None or content_range.group(1) is None:
+        if response.status != 206 or content_range is None or content_range.first is None:
             raise ValidationError(
                 f"could not read the video: host {self._host} answered HTTP "
                 f"{response.status} without a usable Content-Range",
                 field=FIELD,
             )
-        if int(content_range.group(1)) != offset:
+        if content_range.first != offset:
             raise ValidationError(
                 f"could not read the video: host {self._host} sent bytes from "
-                f"{content_range.group(1)} when asked for {offset}",
+                f"{content_range.first} when asked for {offset}",
                 field=FIELD,
             )
         self._check_identity(response)

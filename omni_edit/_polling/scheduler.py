@@ -35,7 +35,8 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
-from .._http.retry import Pause, backoff_delay
+from .._http.limits import Pause
+from .._http.retry import backoff_delay
 from .._models import PollPolicy, Task
 from .policy import next_poll_delay
 
@@ -117,8 +118,8 @@ class Follower:
 class PollScheduler:
     """Polls watched tasks at adaptive intervals and tells their listeners.
 
-    ``fetch`` reads one task (``Client.get``); ``pause`` is the transport's client-wide
-    429 gate.
+    ``fetch`` reads one task (``Client.get``); ``pause`` is the client-wide 429 gate
+    (``ClientLimits.pause``).
     """
 
     def __init__(
@@ -141,7 +142,6 @@ class PollScheduler:
         self._polls: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._closed = False
-        self.polls_sent = 0
 
     def __len__(self) -> int:
         return len(self._watches)
@@ -328,7 +328,6 @@ class PollScheduler:
 
     async def _poll(self, watch: _Watch) -> None:
         try:
-            self.polls_sent += 1
             task = await self._fetch(watch.task_id)
             watch.poll = None
         except (RateLimitError, ServerError, APIConnectionError) as exc:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .._constants import MAX_VIDEO_SECONDS
+from .._constants import MAX_PROBE_BYTES, MAX_VIDEO_SECONDS
 from .._exceptions import ValidationError
 from .._media.mp4 import read_media_info
 from .._media.sources import HttpSource
@@ -21,7 +21,6 @@ from ._validation import Rejection
 
 __all__ = ["InputChecker"]
 
-_PROBE_BYTES = 4 * 1024 * 1024
 _PROBE_TIMEOUT = 5.0
 
 
@@ -46,9 +45,9 @@ class InputChecker:
             return
         try:
             async with HttpSource(
-                self._session, video_url, timeout=_PROBE_TIMEOUT, max_bytes=_PROBE_BYTES
+                self._session, video_url, timeout=_PROBE_TIMEOUT, max_bytes=MAX_PROBE_BYTES
             ) as source:
-                facts = await read_media_info(source, max_bytes=_PROBE_BYTES)
+                facts = await read_media_info(source, max_bytes=MAX_PROBE_BYTES)
         except ValidationError as exc:
             raise Rejection(
                 400, "invalid_parameter", f"video_urls[0]: {exc}", param="video_urls"

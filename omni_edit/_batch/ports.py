@@ -1,0 +1,36 @@
+"""What a batch needs of a client, and nothing more.
+
+``edit_many`` drives the client through this protocol rather than through ``Client``:
+the batch sits below the client in the layering (``docs/architecture.md``), so it can
+be read, tested and reused without the client's internals, and the two never import
+each other. ``Client`` satisfies it with its public methods.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Protocol
+
+from .._models import MediaInfo, Task
+
+__all__ = ["BatchClient"]
+
+
+class BatchClient(Protocol):
+    """The public calls ``edit_many`` makes; see ``Client`` for their contracts."""
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one HTTP request may take: how long a cancelled create is awaited."""
+        ...
+
+    async def submit(
+        self, video_url: str, prompt: str, *, callback_url: str | None = None
+    ) -> Task: ...
+
+    async def wait(self, task_or_id: Task | str) -> Task: ...
+
+    async def download(self, task_or_url: Task | str, dest: str | PathLike[str]) -> Path: ...
+
+    async def preflight(self, video_url: str) -> MediaInfo: ...
