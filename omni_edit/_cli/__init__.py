@@ -8,8 +8,9 @@
     omni-edit emulator                                    the local emulator of the API
     omni-edit demo                                        all of it, no key needed
 
-This is the edge of the package: it may use the SDK's private modules, and nothing in
-the SDK imports it. Errors are told in one line on stderr (see ``errors``), with a
+This is the edge of the package: nothing in the SDK imports it, and it drives the SDK
+through ``Client``'s public methods only (it may import helpers from lower layers, such
+as the manifest's URL checks, but never touches another module's private names). Errors are told in one line on stderr (see ``errors``), with a
 traceback only under ``--verbose``.
 """
 
