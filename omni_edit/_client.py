@@ -17,7 +17,6 @@ import anyio
 
 from ._batch.edit_many import BatchOptions, run_edit_many
 from ._config import resolve_api_key, resolve_base_url
-from ._constants import MAX_PROBE_BYTES, MAX_VIDEO_SECONDS
 from ._exceptions import (
     DownloadError,
     SubmissionUncertainError,
@@ -28,8 +27,7 @@ from ._exceptions import (
 from ._http.download import ResultFetcher
 from ._http.limits import ClientLimits
 from ._http.transport import Transport
-from ._media.mp4 import read_media_info
-from ._media.sources import FileSource, HttpSource
+from ._media.probe import check_clip, probe_clip
 from ._models import (
     BatchProgress,
     EditInput,
@@ -335,42 +333,21 @@ class Client:
         Raises ``ValidationError`` for anything that is not a readable MP4 (WebM, an
         HTML error page, a truncated file, an HTTP error from the media host).
         """
-        target = os.fspath(video_url_or_path)
         async with self._limits.slots:
-            if target.startswith(("http://", "https://")):
-                validate_video_url(target)
-                async with HttpSource(
-                    self._results.bare_session(),
-                    target,
-                    timeout=self.timeout,
-                    max_bytes=MAX_PROBE_BYTES,
-                ) as source:
-                    facts = await read_media_info(source, max_bytes=MAX_PROBE_BYTES)
-            else:
-                facts = await read_media_info(FileSource(target), max_bytes=MAX_PROBE_BYTES)
-        return MediaInfo(
-            duration=facts.duration,
-            width=facts.width,
-            height=facts.height,
-            has_audio=facts.has_audio,
-            bytes_read=facts.bytes_read,
-        )
+            return await probe_clip(
+                os.fspath(video_url_or_path),
+                session=self._results.bare_session(),
+                timeout=self.timeout,
+            )
 
-    async def preflight(self, video_url: str) -> MediaInfo:
+    async def preflight(self, video_url: str | PathLike[str]) -> MediaInfo:
         """Check a clip as the API would, before paying for it: ``probe`` it and refuse
         one over 10 s. Returns its ``MediaInfo``; ``submit(..., preflight=True)`` and
         ``edit_many(..., preflight=True)`` make this check.
 
         Raises ``ValidationError`` for a clip that is too long or not a readable MP4.
         """
-        info = await self.probe(video_url)
-        if info.duration > MAX_VIDEO_SECONDS:
-            raise ValidationError(
-                f"the clip is {info.duration:.2f} s long; the API edits at most"
-                f" {MAX_VIDEO_SECONDS:g} s: trim it first",
-                field="video_url",
-            )
-        return info
+        return check_clip(await self.probe(video_url))
 
     async def download(self, task_or_url: Task | str, dest: str | PathLike[str]) -> Path:
         """Save a completed task's result (or a result URL) at ``dest`` and return its path.

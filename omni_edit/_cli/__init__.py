@@ -10,8 +10,9 @@
 
 This is the edge of the package: nothing in the SDK imports it, and it drives the SDK
 through ``Client``'s public methods only (it may import helpers from lower layers, such
-as the manifest's URL checks, but never touches another module's private names). Errors are told in one line on stderr (see ``errors``), with a
-traceback only under ``--verbose``.
+as the manifest's URL checks, but never touches another module's private names).
+Errors are told in one line on stderr (see ``errors``), with a traceback only under
+``--verbose``.
 """
 
 from __future__ import annotations
