@@ -1,8 +1,8 @@
 """Every number and name the remote API fixes, in one place.
 
 Source: the provider's public documentation of the EvoLink unified API, model
-``gemini-omni-flash-video-edit`` (transcribed in ``shared/API.md``), and, for the retry
-and safety numbers, ``shared/RELIABILITY.md``. Change a value here only when its source
+``gemini-omni-flash-video-edit`` (described in ``docs/api.md``), and, for the retry
+and safety numbers, ``docs/reliability.md``. Change a value here only when its source
 changes.
 """
 
@@ -10,28 +10,28 @@ from __future__ import annotations
 
 from typing import Final
 
-# --- Hosts and paths (API.md "Hosts", endpoint headings) -------------------------------
+# --- Hosts and paths (docs/api.md#hosts, #endpoints) ------------------------------------
 DEFAULT_BASE_URL: Final = "https://api.evolink.ai"
 CREATE_PATH: Final = "/v1/videos/generations"
 TASK_PATH_PREFIX: Final = "/v1/tasks/"
 TASK_ID_PREFIX: Final = "task-unified-"
 MODEL: Final = "gemini-omni-flash-video-edit"
 
-# Environment variables, in the order they are consulted (DESIGN.md "The client").
+# Environment variables, in the order they are consulted (docs/architecture.md#layout).
 API_KEY_ENV_VARS: Final = ("OMNI_EDIT_API_KEY", "EVOLINK_API_KEY")
 BASE_URL_ENV_VAR: Final = "OMNI_EDIT_BASE_URL"
 
-# --- Input rules (API.md "Create an edit task") ---------------------------------------
+# --- Input rules (docs/api.md#create-a-task) --------------------------------------------
 MAX_VIDEO_SECONDS: Final = 10.0
 VIDEO_URL_COUNT: Final = 1
 MAX_CALLBACK_URL_LENGTH: Final = 2048
 # Fields the edit mode refuses: the output follows the input.
 EDIT_MODE_FORBIDDEN_FIELDS: Final = ("duration", "aspect_ratio")
 
-# --- Results (API.md "Query a task") ----------------------------------------------------
+# --- Results (docs/api.md#read-a-task) --------------------------------------------------
 RESULT_URL_LIFETIME_HOURS: Final = 24
 
-# --- Task error codes and whether retrying later can help (API.md table) ---------------
+# --- Task error codes and whether retrying later can help (docs/api.md#task-error-codes) ---
 # True where the documented advice is "later" or "resubmit": the same input may succeed.
 TASK_ERROR_RETRYABLE: Final[dict[str, bool]] = {
     "content_policy_violation": False,
@@ -49,20 +49,20 @@ TASK_ERROR_RETRYABLE: Final[dict[str, bool]] = {
     "unknown_error": False,
 }
 
-# --- Callbacks (API.md "Callbacks") ------------------------------------------------------
+# --- Callbacks (docs/api.md#callbacks) --------------------------------------------------
 CALLBACK_TIMEOUT_SECONDS: Final = 10.0
 CALLBACK_RETRY_DELAYS: Final = (1.0, 2.0, 4.0)
 
-# --- Billing, for estimates only (API.md "Billing") -------------------------------------
+# --- Billing, for estimates only (docs/api.md#billing) ----------------------------------
 INPUT_TOKENS_PER_SECOND: Final = 5792
 OUTPUT_TOKENS_PER_SECOND: Final = 5792
-# Inferred, not documented: API.md gives no price per token. Its creation example
+# Inferred, not documented: docs/api.md#billing gives no price per token. Its creation example
 # reserves 102.34 credits; a 5 s clip in and its 5 s result out are 2 * 5 * 5,792 =
 # 57,920 tokens, and 102.34 / 57.92 = 1.767 credits per 1,000 tokens. Good for a rough
 # estimate only (``omni-edit batch --dry-run``); the API's ``usage`` is authoritative.
 CREDITS_PER_1K_TOKENS_ESTIMATE: Final = 1.767
 
-# --- Retry numbers (RELIABILITY.md "Retries") -------------------------------------------
+# --- Retry numbers (docs/reliability.md#retries) ----------------------------------------
 BACKOFF_BASE_SECONDS: Final = 0.5
 BACKOFF_CAP_SECONDS: Final = 20.0
 RETRY_AFTER_CAP_SECONDS: Final = 60.0
@@ -73,10 +73,10 @@ RETRY_COST: Final = 5
 RETRY_COST_TIMEOUT: Final = 10
 NO_RETRY_REFUND: Final = 1
 
-# --- Webhook receiver (RELIABILITY.md "Webhook receiver") -------------------------------
+# --- Webhook receiver (docs/reliability.md#callbacks) -----------------------------------
 MAX_CALLBACK_BODY_BYTES: Final = 64 * 1024
 
-# --- Bounds on what we read ---------------------------------------------------------------
+# --- Bounds on what we read -------------------------------------------------------------
 # A task object is a few hundred bytes; an API answer far larger is not the API talking.
 MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 # A probe reads header boxes only: a clip whose ``moov`` is not within this is refused

@@ -56,7 +56,7 @@ class TaskError:
 
     @property
     def retryable(self) -> bool:
-        """Whether the same input may succeed later (API.md's "later"/"resubmit" codes)."""
+        """Whether the same input may succeed later (docs/api.md#task-error-codes)."""
         return TASK_ERROR_RETRYABLE.get(self.code, False)
 
 

@@ -1,4 +1,4 @@
-"""The emulator against API.md, over real loopback HTTP with a plain aiohttp session."""
+"""The emulator against docs/api.md, over real loopback HTTP with a plain aiohttp session."""
 
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ logger = logging.getLogger("omni_edit")
 # Refusals that certainly created nothing, worth waiting out inside a batch rather than
 # ending the input: a batch outlives a throttling episode.
 _SUBMIT_RETRIES = 8
-# Resubmitting a task that failed "later"-retryably (API.md): give the service time.
+# Resubmitting a task that failed "later"-retryably (docs/api.md#task-error-codes): give
+# the service time.
 TASK_RETRY_BASE = 5.0
 
 

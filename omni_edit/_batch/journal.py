@@ -3,7 +3,7 @@
 Each input moves ``submitting`` -> ``submitted`` (task id) -> ``completed`` (result URL,
 path) or ``failed`` (error). ``submitting`` is committed *before* the create request and
 the task id in the same breath as its answer, both with ``synchronous=FULL``: a task id
-lost to a crash is a task paid for twice (RELIABILITY.md "Journal"). An input found in
+lost to a crash is a task paid for twice (docs/reliability.md#journal). An input found in
 ``submitting`` (or ``uncertain``) may have created a task: it is not submitted again
 unless the caller says so.
 

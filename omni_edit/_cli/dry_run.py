@@ -1,10 +1,11 @@
 """``omni-edit batch --dry-run``: probe every input, estimate the bill, submit nothing.
 
 Each clip's MP4 header is read from its host (a few KB by Range requests, as preflight
-does), so the totals are of real durations. Tokens follow API.md's documented rates,
-for the input and for an output as long as the input (the edit keeps the length).
-Credits are a rough estimate: API.md gives no price, so the rate is inferred from its
-one example (see ``CREDITS_PER_1K_TOKENS_ESTIMATE``) and may be overridden.
+does), so the totals are of real durations. Tokens follow the documented rates
+(docs/api.md#billing), for the input and for an output as long as the input (the edit
+keeps the length). Credits are a rough estimate: docs/api.md#billing gives no price, so
+the rate is inferred from its one example (see ``CREDITS_PER_1K_TOKENS_ESTIMATE``) and
+may be overridden.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Saving a result file: streamed, resumed, verified, published atomically.
 
 Result links live 24 hours, so a result is worth saving the moment it exists, and a
-saved file must be whole. The rules (RELIABILITY.md "Downloads", RFC 9110):
+saved file must be whole. The rules (docs/reliability.md#downloads, RFC 9110):
 
 - stream to a temporary file beside the destination; on a dropped connection resume
   with ``Range: bytes=N-`` (and ``If-Range`` when an ETag is known), accepting only a

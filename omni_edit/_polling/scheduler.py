@@ -80,8 +80,9 @@ class _Watch:
         self.turn: asyncio.Future[bool] | None = None
         self.failures = 0
         self.callback = callback
-        # Progress is rated from the first observation onwards, and the first estimate
-        # is kept: API.md does not say whether later ones mean total or remaining time.
+        # Progress is rated from the first observation onwards, and the first estimate is
+        # kept: docs/api.md#task-object does not say whether later ones mean total or
+        # remaining time.
         self.first_at = now
         self.first_progress = task.progress if task else 0
         self.estimate = task.estimated_time if task else None

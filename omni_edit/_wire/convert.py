@@ -2,10 +2,10 @@
 
 The API's task object nests ``can_cancel``, ``estimated_time`` and ``video_duration``
 under ``task_info``; ``Task`` keeps them flat, so the hook lifts them before cattrs
-structures the rest. Per API.md every field but ``id`` and ``status`` may be missing, and
-unknown fields must be tolerated: missing and ``null`` fields take the model default,
-extra keys are ignored. Anything else of the wrong shape is a ``MalformedResponseError``
-naming the field, never a ``KeyError`` or ``TypeError``.
+structures the rest. Per docs/api.md#task-object every field but ``id`` and ``status``
+may be missing, and unknown fields must be tolerated: missing and ``null`` fields take
+the model default, extra keys are ignored. Anything else of the wrong shape is a
+``MalformedResponseError`` naming the field, never a ``KeyError`` or ``TypeError``.
 
 Every poll's answer passes through here, so ``structure_task`` tries a lean path for the
 documented shape first (``_lean_task``): plain type checks and one constructor call,

@@ -1,8 +1,9 @@
 """Local checks of everything the API would refuse, run before any request is sent.
 
 Each failure is a ``ValidationError`` whose message says what to change. The callback
-rules follow API.md (https only, at most 2048 characters, no internal hosts) with the
-ranges of the OWASP SSRF cheat sheet (RELIABILITY.md). The ranges are listed by hand:
+rules follow docs/api.md#callbacks (https only, at most 2048 characters, no internal
+hosts) with the ranges of the OWASP SSRF cheat sheet (docs/reliability.md#callback-urls).
+The ranges are listed by hand:
 ``ipaddress.is_global`` was wrong before Python 3.12.4 (CVE-2024-4032).
 
 A host *name* that resolves to an internal address cannot be caught without DNS, which

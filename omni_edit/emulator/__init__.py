@@ -1,4 +1,4 @@
-"""A faithful local emulator of the video-edit API (``shared/API.md``), on aiohttp.web.
+"""A faithful local emulator of the video-edit API (``docs/api.md``), on aiohttp.web.
 
 ::
 

@@ -34,7 +34,7 @@ logger = logging.getLogger("omni_edit.emulator")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# API.md documents 413 but no size; the emulator draws the line at 1 MiB.
+# docs/api.md#http-errors documents 413 but no size; the emulator draws the line at 1 MiB.
 MAX_BODY_BYTES = 1024 * 1024
 # The fingerprint of the request's key, handed from the middleware to the endpoints.
 _OWNER = web.RequestKey("omni_edit.emulator.owner", str)
@@ -159,7 +159,7 @@ class Api:
             return Fault.status(self._rng.choice(_RANDOM_5XX))
         draw -= settings.rate_5xx
         if draw < settings.drop_rate:
-            # A lost connection may or may not have reached the application (API.md).
+            # A lost connection may or may not have reached the application (docs/api.md#errors).
             return Fault.drop_before() if self._rng.random() < 0.5 else Fault.drop_after()
         return None
 

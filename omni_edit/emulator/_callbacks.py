@@ -1,4 +1,4 @@
-"""Callback delivery (API.md "Callbacks").
+"""Callback delivery (docs/api.md#callbacks).
 
 For each task with a ``callback_url``, one job sleeps until the task ends (or is woken
 by a forced outcome), then POSTs the task object with a 10 s timeout; a non-2xx answer or

@@ -1,4 +1,4 @@
-"""``Emulator``: the API of API.md and its result host, served on loopback.
+"""``Emulator``: the API of docs/api.md and its result host, served on loopback.
 
 It owns two aiohttp servers (the API, and the result files on another address, so a
 second origin), the task store, the callback jobs and the records tests assert on.

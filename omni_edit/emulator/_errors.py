@@ -1,4 +1,4 @@
-"""The API's HTTP error bodies (API.md "HTTP errors"), built in one place.
+"""The API's HTTP error bodies (docs/api.md#http-errors), built in one place.
 
 Errors the emulator decides itself carry string codes (``invalid_parameter``,
 ``invalid_task_id`` ...); bodies of injected ``Fault.status`` answers carry the numeric
@@ -22,7 +22,7 @@ __all__ = [
     "retry_hint",
 ]
 
-# API.md's table; statuses it does not list get the generic type.
+# docs/api.md#http-errors; statuses it does not list get the generic type.
 ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -41,7 +41,7 @@ RETRY_HINT_STATUSES = frozenset({429, 503})
 
 
 def retry_hint(seconds: int) -> str:
-    """The ``fallback_suggestion`` wording of API.md's examples."""
+    """The ``fallback_suggestion`` wording of docs/api.md#http-errors."""
     return f"retry after {seconds} seconds"
 
 
@@ -53,7 +53,7 @@ def error_body(
     param: str | None = None,
     retry_after: int | None = None,
 ) -> dict[str, Any]:
-    """``{"error": {...}}`` with the ``type`` API.md gives for ``status``."""
+    """``{"error": {...}}`` with the ``type`` docs/api.md#http-errors gives for ``status``."""
     error: dict[str, Any] = {
         "code": code,
         "message": message,

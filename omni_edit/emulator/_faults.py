@@ -94,12 +94,12 @@ class Fault:
     ) -> Fault:
         """Answer ``code`` instead of handling the request (nothing is created).
 
-        The default body is API.md's JSON error for ``code``, with its numeric status as
-        ``code``. A 429 or 503 also gets ``Retry-After: N`` and the fallback suggestion
-        "retry after N seconds": N is the ``Retry-After`` in ``headers`` if given, else
-        ``retry_after``; ``retry_after=None`` sends neither. A mapping ``body`` is sent as
-        JSON, bytes or str as they are. Raises ``ValueError`` for a status outside
-        100-599.
+        The default body is the JSON error of docs/api.md#http-errors for ``code``, with
+        its numeric status as ``code``. A 429 or 503 also gets ``Retry-After: N`` and
+        the fallback suggestion "retry after N seconds": N is the ``Retry-After`` in
+        ``headers`` if given, else ``retry_after``; ``retry_after=None`` sends neither.
+        A mapping ``body`` is sent as JSON, bytes or str as they are. Raises
+        ``ValueError`` for a status outside 100-599.
         """
         _check_status(code)
         merged = CIMultiDict(headers or {})

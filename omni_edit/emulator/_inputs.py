@@ -1,5 +1,5 @@
 """The API's input rule, applied where the emulator can see the input: an mp4 of at most
-10 seconds (API.md "Create an edit task").
+10 seconds (docs/api.md#create-a-task).
 
 The real API fetches every input; the emulator can reach only loopback hosts, so it
 checks those (test servers, the demo's own clip server) and takes other URLs on trust.

@@ -32,11 +32,11 @@ Outcome = Literal["completed", "failed", "cancelled"]
 # billing estimate, task_info.video_duration and the result file's header.
 ASSUMED_CLIP_SECONDS = 5
 _PENDING_SHARE = 0.1
-# API.md gives tokens per second but no price per token; this rate puts a 5 s clip with a
-# short prompt near the documented example (credits_reserved 102.34).
+# docs/api.md#billing gives tokens per second but no price per token; this rate puts a
+# 5 s clip with a short prompt near the documented example (credits_reserved 102.34).
 _CREDITS_PER_1K_TOKENS = 1.765
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-# Wording for the error codes of API.md's table, as a task's error.message.
+# Wording for the error codes of docs/api.md#task-error-codes, as a task's error.message.
 _ERROR_MESSAGES = {
     "content_policy_violation": "The content was blocked by safety filters.",
     "invalid_parameters": "The request parameters are invalid.",
@@ -151,7 +151,7 @@ class EmulatedTask:
         return self._json(self.status_at(now), self.progress_at(now), now)
 
     def creation_json(self) -> dict[str, Any]:
-        """The create answer: pending with progress 0 as in API.md's example, even for a
+        """The create answer: pending with progress 0 as in docs/api.md#create-a-task, even for a
         task with no processing time at all."""
         return self._json("pending", 0, self.started)
 

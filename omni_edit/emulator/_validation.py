@@ -1,8 +1,9 @@
-"""The API's checks on a create request (API.md "Create an edit task").
+"""The API's checks on a create request (docs/api.md#create-a-task).
 
 Each refusal is a ``Rejection`` carrying the HTTP error to send. The internal-host test
-is the SDK's own (``omni_edit._wire.validation``), which implements RELIABILITY.md's range
-list; the emulator applies it on the server side as the API would.
+is the SDK's own (``omni_edit._wire.validation``), which implements
+docs/reliability.md#callback-urls's range list; the emulator applies it on the server
+side as the API would.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ def _invalid(param: str, message: str) -> Rejection:
 
 def parse_create_body(raw: bytes, *, allow_http_callbacks: bool) -> CreateRequest:
     """The checked fields of a create body, or a ``Rejection``.
-
-    A wrong model name is answered 404 ``not_found_error`` (API.md: "model or task not
-    found"); a missing or non-string model is a 400 naming ``model``.
+    A wrong model name is answered 404 ``not_found_error`` (docs/api.md#http-errors: "model or task
+    not found"); a missing or non-string model is a 400 naming ``model``.
     """
     try:
         body: Any = json.loads(raw)
