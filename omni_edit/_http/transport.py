@@ -33,6 +33,7 @@ from .._exceptions import (
     SubmissionUncertainError,
 )
 from .._redact import Secret
+from .._version import __version__
 from .._wire.protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
 from .retry import Pause, RetryBudget, retry_delay
 
@@ -40,7 +41,7 @@ __all__ = ["Transport"]
 
 logger = logging.getLogger("omni_edit")
 
-USER_AGENT = "omni-edit/0.1 (+aiohttp)"
+USER_AGENT = f"omni-edit/{__version__} (+aiohttp)"
 # A task object is a few hundred bytes; a body far larger is not the API talking.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
