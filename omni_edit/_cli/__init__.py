@@ -7,6 +7,9 @@
     omni-edit status TASK_ID | wait TASK_ID [--out FILE]  one task
     omni-edit emulator                                    the local emulator of the API
     omni-edit demo                                        all of it, no key needed
+    omni-edit --version                                   the installed version
+
+``python -m omni_edit`` runs the same command line (``omni_edit/__main__.py``).
 
 This is the edge of the package: it may use the SDK's private modules, and nothing in
 the SDK imports it. Errors are told in one line on stderr (see ``errors``), with a
