@@ -42,8 +42,7 @@ from ._models import (
     TaskStatus,
     Usage,
 )
-
-__version__ = "0.1.0.dev0"
+from ._version import __version__
 
 __all__ = [
     "APIConnectionError",

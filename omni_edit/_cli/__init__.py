@@ -7,6 +7,9 @@
     omni-edit status TASK_ID | wait TASK_ID [--out FILE]  one task
     omni-edit emulator                                    the local emulator of the API
     omni-edit demo                                        all of it, no key needed
+    omni-edit --version                                   the installed version
+
+``python -m omni_edit`` runs the same command line (``omni_edit/__main__.py``).
 
 This is the edge of the package: nothing in the SDK imports it, and it drives the SDK
 through ``Client``'s public methods only (it may import helpers from lower layers, such

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
+from .._version import __version__
 from .batch_command import DEFAULT_CONCURRENCY
 
 __all__ = ["build_parser"]
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Try it without a key: omni-edit demo",
     )
     _add_global_options(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = _Commands(parser)
     _add_edit(commands)
     _add_batch(commands)

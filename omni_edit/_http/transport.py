@@ -34,6 +34,7 @@ from .._exceptions import (
     SubmissionUncertainError,
 )
 from .._redact import Secret
+from .._version import __version__
 from .._wire.protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
 from .limits import ClientLimits
 from .retry import retry_delay
@@ -42,7 +43,7 @@ __all__ = ["Transport"]
 
 logger = logging.getLogger("omni_edit")
 
-USER_AGENT = "omni-edit/0.1 (+aiohttp)"
+USER_AGENT = f"omni-edit/{__version__} (+aiohttp)"
 
 
 @attrs.frozen
