@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from contextlib import nullcontext
 from os import PathLike
 from pathlib import Path
@@ -263,7 +263,7 @@ class Client:
         resubmit_uncertain: bool = False,
         preflight: bool = False,
         task_retries: int = 2,
-    ) -> AsyncIterator[EditOutcome]:
+    ) -> AsyncGenerator[EditOutcome, None]:
         """Edit many clips; yield one ``EditOutcome`` per input, in completion order.
 
         ``requests`` (an iterable or async iterable of ``EditRequest``, ``(video_url,

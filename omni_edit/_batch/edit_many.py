@@ -23,8 +23,8 @@ import contextlib
 import inspect
 import logging
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
@@ -436,7 +436,7 @@ def _recorded_error(entry: JournalEntry) -> OmniEditError:
 
 async def run_edit_many(
     client: Client, requests: Iterable[Input] | AsyncIterable[Input], options: BatchOptions
-) -> AsyncIterator[EditOutcome]:
+) -> AsyncGenerator[EditOutcome, None]:
     """The async iterator behind ``Client.edit_many``."""
     batch = _Batch(client, options)
     # A full queue holds the workers back: a slow consumer slows the reading down.
