@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 from array import array
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 from urllib.parse import urlsplit
 
 import attrs
@@ -162,9 +161,7 @@ async def _edit_all(
     try:
         # run_edit_many is an async generator: closing it at once on Ctrl-C stops
         # submissions and polling now rather than whenever it is collected.
-        outcomes = cast(
-            "AsyncGenerator[EditOutcome, None]", run_edit_many(client, inputs(), options)
-        )
+        outcomes = run_edit_many(client, inputs(), options)
         async with ticking(progress), contextlib.aclosing(outcomes):
             async for outcome in outcomes:
                 row = describe(outcome, scan.row(outcome.index))
