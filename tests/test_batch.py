@@ -167,6 +167,7 @@ async def test_bad_inputs_are_outcomes_and_the_rest_go_on(client: oe.Client) -> 
         42,
         oe.EditRequest("https://m.example/f.mp4", "request ok"),
     ]
+    # Wrong types on purpose: edit_many must turn them into outcomes, not raise.
     outcomes = {o.index: o for o in await _collect(client.edit_many(inputs))}  # type: ignore[arg-type]
     assert {i for i, o in outcomes.items() if o.ok} == {0, 3, 6}
     for i in (1, 2, 4, 5):

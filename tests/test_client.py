@@ -335,7 +335,9 @@ async def test_invalid_input_is_rejected_before_anything_is_sent(
 ) -> None:
     args = {"video_url": CLIP, "prompt": PROMPT, **kwargs}
     with pytest.raises(oe.ValidationError) as info:
-        await client.submit(args.pop("video_url"), args.pop("prompt"), **args)
+        await client.submit(
+            args.pop("video_url"), args.pop("prompt"), callback_url=args.pop("callback_url", None)
+        )
     assert info.value.field == field
     assert emu.stats.requests == []
 

@@ -47,7 +47,7 @@ async def hook_url(client: oe.Client) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/hook"
     await runner.cleanup()
 
@@ -151,7 +151,7 @@ async def test_the_emulator_retries_a_failing_receiver(emu: Emulator, client: oe
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         task = await client.submit(CLIP, "warmer", callback_url=f"http://127.0.0.1:{port}/flaky")
         emu.complete(task.id)
