@@ -7,6 +7,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -16,6 +17,9 @@ import omni_edit as oe
 from omni_edit._batch import edit_many as _batch
 from omni_edit._batch.journal import Journal, JournalState
 from omni_edit.emulator import Emulator, Fault
+
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -43,15 +47,13 @@ def _sdk_tasks(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.05, 0.2), estimated_time=0.1, seed=4) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.05, 0.2), estimated_time=0.1, seed=4)
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
-    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST, max_concurrency=4) as c:
-        yield c
+async def client(make_client: ClientFactory, emu: Emulator) -> oe.Client:
+    return await make_client(emu, KEY, poll=FAST, max_concurrency=4)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -18,6 +19,9 @@ from aiohttp import web
 
 import omni_edit as oe
 from omni_edit.emulator import Emulator
+
+if TYPE_CHECKING:
+    from conftest import EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -27,9 +31,8 @@ KEY = "sk-cli-test-SECRET"
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.05, 0.3), estimated_time=0.2, seed=7) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.05, 0.3), estimated_time=0.2, seed=7)
 
 
 @pytest.fixture
