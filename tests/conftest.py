@@ -1,11 +1,61 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration, and factories of started emulators and clients.
+
+A test file that needs an emulator or a client asks for ``make_emulator`` and
+``make_client``, directly or through thin ``emu``/``client`` fixtures of its own: no two
+files run the emulator with the same settings. Everything the factories start is
+closed when the test ends, newest first (clients before the emulators they talk to).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any, Protocol
+
 import pytest
+
+import omni_edit as oe
+from omni_edit.emulator import Emulator
+
+TEST_KEY = "sk-test-SECRET"
+
+
+class EmulatorFactory(Protocol):
+    async def __call__(self, **settings: Any) -> Emulator:
+        """A started ``Emulator(**settings)``."""
+        ...
+
+
+class ClientFactory(Protocol):
+    async def __call__(self, emu: Emulator, key: str = TEST_KEY, **options: Any) -> oe.Client:
+        """An open ``oe.Client(key, base_url=emu.base_url, **options)``."""
+        ...
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """Async tests run on asyncio only: the SDK and its emulator are built on aiohttp."""
     return "asyncio"
+
+
+@pytest.fixture
+async def _opened() -> AsyncIterator[AsyncExitStack]:
+    """What the factories started, closed in reverse order when the test ends."""
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def make_emulator(_opened: AsyncExitStack) -> EmulatorFactory:
+    async def make(**settings: Any) -> Emulator:
+        return await _opened.enter_async_context(Emulator(**settings))
+
+    return make
+
+
+@pytest.fixture
+def make_client(_opened: AsyncExitStack) -> ClientFactory:
+    async def make(emu: Emulator, key: str = TEST_KEY, **options: Any) -> oe.Client:
+        return await _opened.enter_async_context(oe.Client(key, base_url=emu.base_url, **options))
+
+    return make

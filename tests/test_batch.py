@@ -7,6 +7,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -17,6 +18,9 @@ from omni_edit._batch import edit_many as _batch
 from omni_edit._batch.journal import Journal, JournalState
 from omni_edit._http import download
 from omni_edit.emulator import Emulator, Fault
+
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -44,15 +48,13 @@ def _sdk_tasks(before: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.05, 0.2), estimated_time=0.1, seed=4) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.05, 0.2), estimated_time=0.1, seed=4)
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
-    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST, max_concurrency=4) as c:
-        yield c
+async def client(make_client: ClientFactory, emu: Emulator) -> oe.Client:
+    return await make_client(emu, KEY, poll=FAST, max_concurrency=4)
 
 
 @pytest.fixture(autouse=True)
@@ -168,6 +170,7 @@ async def test_bad_inputs_are_outcomes_and_the_rest_go_on(client: oe.Client) -> 
         42,
         oe.EditRequest("https://m.example/f.mp4", "request ok"),
     ]
+    # Wrong types on purpose: edit_many must turn them into outcomes, not raise.
     outcomes = {o.index: o for o in await _collect(client.edit_many(inputs))}  # type: ignore[arg-type]
     assert {i for i, o in outcomes.items() if o.ok} == {0, 3, 6}
     for i in (1, 2, 4, 5):

@@ -38,17 +38,36 @@ def _parse(out: str) -> dict[int, str]:
     return {int(i): status for i, status in (line.split() for line in out.splitlines() if line)}
 
 
+async def _finish_tasks_by_hand(emu: Emulator) -> None:
+    """Complete every running task of ``emu`` as soon as it appears, until cancelled."""
+    while True:
+        for task in list(emu.tasks.values()):
+            if task.status in ("pending", "processing"):
+                emu.complete(task.id)
+        await anyio.sleep(0.01)
+
+
 async def _run(emu: Emulator, journal: Path, *, resubmit: bool = False) -> dict[int, str]:
-    result = await anyio.run_process(
-        [sys.executable, "-c", CHILD, emu.base_url, str(journal), "1" if resubmit else "0"],
-        check=True,
-    )
+    """Run the batch to its end, finishing its tasks by hand meanwhile."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_finish_tasks_by_hand, emu)
+        result = await anyio.run_process(
+            [sys.executable, "-c", CHILD, emu.base_url, str(journal), "1" if resubmit else "0"],
+            check=True,
+        )
+        tg.cancel_scope.cancel()
     return _parse(result.stdout.decode())
+
+
+def _polled(emu: Emulator) -> set[str]:
+    return {r.path.rsplit("/", 1)[1] for r in emu.stats.requests if r.method == "GET"}
 
 
 async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: Path) -> None:
     journal = tmp_path / "run.sqlite"
-    async with Emulator(processing_time=(0.3, 0.6), estimated_time=0.4, seed=9) as emu:
+    # Tasks that would run for ten minutes, finished by hand: however slow the machine,
+    # the batch is still running when it is killed.
+    async with Emulator(processing_time=(600, 600), estimated_time=0.4, seed=9) as emu:
         async with await anyio.open_process(
             [sys.executable, "-c", CHILD, emu.base_url, str(journal), "0"],
             stdout=-1,
@@ -56,9 +75,17 @@ async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: 
             assert proc.stdout is not None
             seen = b""
             with anyio.fail_after(30):
-                # Kill once some inputs are done and others are in flight.
-                while seen.count(b"\n") < 5 or len(emu.tasks) < 15:
+                # Kill once some inputs are done and others are in flight: five of the
+                # first ten tasks end, five more are created in their place, and the
+                # child has polled each of the fifteen (so it recorded every task id).
+                while len(emu.tasks) < 5:
+                    await anyio.sleep(0.01)
+                for task_id in list(emu.tasks)[:5]:
+                    emu.complete(task_id)
+                while seen.count(b"\n") < 5:
                     seen += await proc.stdout.receive()
+                while len(emu.tasks) < 15 or not set(emu.tasks) <= _polled(emu):
+                    await anyio.sleep(0.01)
             os.kill(proc.pid, signal.SIGKILL)
             await proc.wait()
         assert proc.returncode == -signal.SIGKILL

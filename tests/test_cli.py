@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -18,6 +19,9 @@ from aiohttp import web
 
 import omni_edit as oe
 from omni_edit.emulator import Emulator
+
+if TYPE_CHECKING:
+    from conftest import EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -27,9 +31,8 @@ KEY = "sk-cli-test-SECRET"
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.05, 0.3), estimated_time=0.2, seed=7) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.05, 0.3), estimated_time=0.2, seed=7)
 
 
 @pytest.fixture
@@ -66,6 +69,15 @@ def _manifest(path: Path, rows: list[str], header: str = "video_url,prompt") -> 
 def _read_report(path: Path) -> dict[int, dict[str, str]]:
     with open(path, newline="") as file:
         return {int(row["line"]): row for row in csv.DictReader(file)}
+
+
+async def _finish_tasks_by_hand(emu: Emulator) -> None:
+    """Complete every running task of ``emu`` as soon as it appears, until cancelled."""
+    while True:
+        for task in list(emu.tasks.values()):
+            if task.status in ("pending", "processing"):
+                emu.complete(task.id)
+        await anyio.sleep(0.01)
 
 
 # --- one task ----------------------------------------------------------------------------
@@ -292,7 +304,9 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
         tmp_path / "m.csv", [f"https://m.example/{i}.mp4,edit {i}" for i in range(n)]
     )
     args = ["batch", str(manifest), "--no-preflight", "--concurrency", "4", "--json"]
-    async with Emulator(processing_time=(0.3, 0.6), estimated_time=0.4, seed=3) as emu:
+    # Tasks that would run for ten minutes, finished by hand: however slow the machine,
+    # the batch is still running when the signal comes.
+    async with Emulator(processing_time=(600, 600), estimated_time=0.4, seed=3) as emu:
         env = _env(None, OMNI_EDIT_BASE_URL=emu.base_url)
         command = [OMNI_EDIT, *args, "--api-key", KEY]
         async with await anyio.open_process(command, env=env) as proc:
@@ -300,6 +314,10 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
             assert proc.stderr is not None
             seen = b""
             with anyio.fail_after(20):
+                while len(emu.tasks) < 3:
+                    await anyio.sleep(0.01)
+                for task_id in list(emu.tasks)[:3]:
+                    emu.complete(task_id)
                 while seen.count(b'"event": "outcome"') < 3:
                     seen += await proc.stdout.receive()
             proc.send_signal(signal.SIGINT)
@@ -315,7 +333,10 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
         created_before = len(emu.tasks)
         assert created_before < n
 
-        code, stdout, stderr = await _run(*args, "--api-key", KEY, env=env)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_finish_tasks_by_hand, emu)
+            code, stdout, stderr = await _run(*args, "--api-key", KEY, env=env)
+            tg.cancel_scope.cancel()
         assert code == 0, stderr
         assert json.loads(stdout.splitlines()[-1])["completed"] == n
         created = Counter(t.prompt for t in emu.tasks.values())

@@ -6,7 +6,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
@@ -16,6 +16,9 @@ import omni_edit as oe
 from omni_edit._http import limits
 from omni_edit.emulator import Emulator, Fault
 
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
+
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-test-SECRET-0123456789"
@@ -24,15 +27,13 @@ PROMPT = "Make the lighting warmer and keep everything else unchanged"
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.2, 0.3), seed=1) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.2, 0.3), seed=1)
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
-    async with oe.Client(KEY, base_url=emu.base_url, max_retries=2) as c:
-        yield c
+async def client(make_client: ClientFactory, emu: Emulator) -> oe.Client:
+    return await make_client(emu, KEY, max_retries=2)
 
 
 def _posts(emu: Emulator) -> int:
@@ -338,7 +339,9 @@ async def test_invalid_input_is_rejected_before_anything_is_sent(
 ) -> None:
     args = {"video_url": CLIP, "prompt": PROMPT, **kwargs}
     with pytest.raises(oe.ValidationError) as info:
-        await client.submit(args.pop("video_url"), args.pop("prompt"), **args)
+        await client.submit(
+            args.pop("video_url"), args.pop("prompt"), callback_url=args.pop("callback_url", None)
+        )
     assert info.value.field == field
     assert emu.stats.requests == []
 

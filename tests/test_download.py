@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
@@ -12,6 +12,9 @@ import pytest
 import omni_edit as oe
 from omni_edit._http import download
 from omni_edit.emulator import Emulator, Fault
+
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -22,15 +25,13 @@ FAST = oe.PollPolicy(min_interval=0.02, max_interval=0.2)
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.05, 0.1), result_size=SIZE, seed=5) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.05, 0.1), result_size=SIZE, seed=5)
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
-    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST) as c:
-        yield c
+async def client(make_client: ClientFactory, emu: Emulator) -> oe.Client:
+    return await make_client(emu, KEY, poll=FAST)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -23,6 +23,9 @@ from aiohttp import web
 
 from omni_edit._cli import main
 from omni_edit.emulator import CallbackAttempt, Emulator, Fault
+
+if TYPE_CHECKING:
+    from conftest import EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -56,9 +59,8 @@ def _auth(key: str = KEY) -> dict[str, str]:
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.1, 0.1), seed=1) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.1, 0.1), seed=1)
 
 
 @pytest.fixture

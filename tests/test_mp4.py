@@ -68,7 +68,9 @@ def tkhd(track_id: int, width: int = 0, height: int = 0) -> bytes:
     return full_box(b"tkhd", fields + struct.pack(">II", width << 16, height << 16), flags=3)
 
 
-def trak(track_id: int, handler: bytes, timescale: int, duration: int, size=(0, 0)) -> bytes:
+def trak(
+    track_id: int, handler: bytes, timescale: int, duration: int, size: tuple[int, int] = (0, 0)
+) -> bytes:
     mdhd = full_box(b"mdhd", struct.pack(">IIIIHH", 0, 0, timescale, duration, 0, 0))
     hdlr = full_box(b"hdlr", struct.pack(">I4s", 0, handler) + bytes(13))
     return box(b"trak", tkhd(track_id, *size) + box(b"mdia", mdhd + hdlr))

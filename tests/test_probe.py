@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
 
 import omni_edit as oe
 from omni_edit.emulator import Emulator
+
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -42,15 +46,13 @@ async def media_url() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.05, 0.1)) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.05, 0.1))
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
-    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST) as c:
-        yield c
+async def client(make_client: ClientFactory, emu: Emulator) -> oe.Client:
+    return await make_client(emu, KEY, poll=FAST)
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
 
 import omni_edit as oe
 from omni_edit.emulator import Emulator
+
+if TYPE_CHECKING:
+    from conftest import EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -22,11 +25,10 @@ MEDIA = Path(__file__).parent / "data" / "media"
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(
         processing_time=(0.05, 0.1), estimated_time=0.05, allow_http_callbacks=True
-    ) as emulator:
-        yield emulator
+    )
 
 
 async def test_client_settings_are_read_only(emu: Emulator) -> None:

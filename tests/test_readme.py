@@ -14,12 +14,14 @@ import shlex
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 from aiohttp import web
 
-from omni_edit.emulator import Emulator
+if TYPE_CHECKING:
+    from conftest import EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -57,14 +59,14 @@ async def media() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    async with Emulator(processing_time=(0.1, 0.3), allow_http_callbacks=True) as emu:
-        yield {
-            **os.environ,
-            "OMNI_EDIT_API_KEY": "readme-key",
-            "OMNI_EDIT_BASE_URL": emu.base_url,
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+async def env(tmp_path: Path, make_emulator: EmulatorFactory) -> dict[str, str]:
+    emu = await make_emulator(processing_time=(0.1, 0.3), allow_http_callbacks=True)
+    return {
+        **os.environ,
+        "OMNI_EDIT_API_KEY": "readme-key",
+        "OMNI_EDIT_BASE_URL": emu.base_url,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
 
 
 def test_the_readme_has_the_two_fresh_machine_commands_first() -> None:

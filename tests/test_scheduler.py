@@ -10,7 +10,7 @@ import pytest
 
 import omni_edit as oe
 from omni_edit._http.limits import Pause
-from omni_edit._polling.scheduler import Follower, PollScheduler
+from omni_edit._polling.scheduler import Follower, Listener, PollScheduler
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ async def test_many_listeners_of_one_task_share_its_polls() -> None:
     seen: list[list[oe.Task]] = [[] for _ in range(50)]
     done = anyio.Event()
 
-    def listener_for(i: int):  # type: ignore[no-untyped-def]
+    def listener_for(i: int) -> Listener:
         def listener(task: oe.Task | None, error: BaseException | None) -> None:
             assert task is not None
             seen[i].append(task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -13,6 +13,9 @@ import pytest
 
 import omni_edit as oe
 from omni_edit.emulator import Emulator, Fault
+
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -22,15 +25,13 @@ FAST = oe.PollPolicy(min_interval=0.05, max_interval=0.5, jitter=0.1)
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(processing_time=(0.4, 0.6), estimated_time=0.5, seed=3) as emulator:
-        yield emulator
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(processing_time=(0.4, 0.6), estimated_time=0.5, seed=3)
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
-    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST, max_concurrency=8) as c:
-        yield c
+async def client(make_client: ClientFactory, emu: Emulator) -> oe.Client:
+    return await make_client(emu, KEY, poll=FAST, max_concurrency=8)
 
 
 def _gets_per_task(emu: Emulator) -> Counter[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
@@ -15,6 +16,9 @@ import omni_edit as oe
 from omni_edit.emulator import Emulator
 from omni_edit.webhooks import CallbackReceiver
 
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
+
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-test-hooks"
@@ -24,19 +28,17 @@ RARE = oe.PollPolicy(min_interval=30, max_interval=60, callback_interval=60)
 
 
 @pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(
+async def emu(make_emulator: EmulatorFactory) -> Emulator:
+    return await make_emulator(
         processing_time=(30, 30),
         allow_http_callbacks=True,
         callback_retry_delays=(0.05, 0.1, 0.2),
-    ) as emulator:
-        yield emulator
+    )
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[oe.Client]:
-    async with oe.Client(KEY, base_url=emu.base_url, poll=RARE) as c:
-        yield c
+async def client(make_client: ClientFactory, emu: Emulator) -> oe.Client:
+    return await make_client(emu, KEY, poll=RARE)
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ async def hook_url(client: oe.Client) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/hook"
     await runner.cleanup()
 
@@ -151,7 +153,7 @@ async def test_the_emulator_retries_a_failing_receiver(emu: Emulator, client: oe
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         task = await client.submit(CLIP, "warmer", callback_url=f"http://127.0.0.1:{port}/flaky")
         emu.complete(task.id)

@@ -13,6 +13,7 @@ import shlex
 import struct
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -70,7 +71,7 @@ def to_version_1(kind: bytes, payload: bytes) -> bytes:
     return flags + struct.pack(">QQIQ", c, m, scale, dur) + payload[20:]
 
 
-def rewrite(payload: bytes, edit) -> bytes:
+def rewrite(payload: bytes, edit: Callable[[bytes, bytes], bytes]) -> bytes:
     """Rebuild a container's children, applying ``edit`` to every leaf on the way."""
     out = b""
     for kind, child in boxes(payload):
