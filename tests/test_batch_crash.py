@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from by_hand import finish_tasks_by_hand
 
 from omni_edit.emulator import Emulator
 
@@ -38,19 +39,10 @@ def _parse(out: str) -> dict[int, str]:
     return {int(i): status for i, status in (line.split() for line in out.splitlines() if line)}
 
 
-async def _finish_tasks_by_hand(emu: Emulator) -> None:
-    """Complete every running task of ``emu`` as soon as it appears, until cancelled."""
-    while True:
-        for task in list(emu.tasks.values()):
-            if task.status in ("pending", "processing"):
-                emu.complete(task.id)
-        await anyio.sleep(0.01)
-
-
 async def _run(emu: Emulator, journal: Path, *, resubmit: bool = False) -> dict[int, str]:
     """Run the batch to its end, finishing its tasks by hand meanwhile."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_finish_tasks_by_hand, emu)
+        tg.start_soon(finish_tasks_by_hand, emu)
         result = await anyio.run_process(
             [sys.executable, "-c", CHILD, emu.base_url, str(journal), "1" if resubmit else "0"],
             check=True,

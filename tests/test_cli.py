@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 from aiohttp import web
+from by_hand import finish_tasks_by_hand
 
 import omni_edit as oe
 from omni_edit.emulator import Emulator
@@ -69,15 +70,6 @@ def _manifest(path: Path, rows: list[str], header: str = "video_url,prompt") -> 
 def _read_report(path: Path) -> dict[int, dict[str, str]]:
     with open(path, newline="") as file:
         return {int(row["line"]): row for row in csv.DictReader(file)}
-
-
-async def _finish_tasks_by_hand(emu: Emulator) -> None:
-    """Complete every running task of ``emu`` as soon as it appears, until cancelled."""
-    while True:
-        for task in list(emu.tasks.values()):
-            if task.status in ("pending", "processing"):
-                emu.complete(task.id)
-        await anyio.sleep(0.01)
 
 
 # --- one task ----------------------------------------------------------------------------
@@ -334,7 +326,7 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
         assert created_before < n
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_finish_tasks_by_hand, emu)
+            tg.start_soon(finish_tasks_by_hand, emu)
             code, stdout, stderr = await _run(*args, "--api-key", KEY, env=env)
             tg.cancel_scope.cancel()
         assert code == 0, stderr
