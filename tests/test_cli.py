@@ -28,6 +28,15 @@ pytestmark = pytest.mark.anyio
 
 MEDIA = Path(__file__).parent / "data" / "media"
 OMNI_EDIT = str(Path(sys.executable).parent / "omni-edit")
+# Runs the command after it with Ctrl-C handled as in a terminal. A shell without job
+# control starts background jobs with SIGINT ignored, and the ignore is inherited: a
+# test suite run as `... &` would otherwise send a SIGINT nobody hears.
+_DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+    " os.execv(sys.argv[1], sys.argv[1:])",
+]
 KEY = "sk-cli-test-SECRET"
 
 
@@ -300,7 +309,7 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
     # the batch is still running when the signal comes.
     async with Emulator(processing_time=(600, 600), estimated_time=0.4, seed=3) as emu:
         env = _env(None, OMNI_EDIT_BASE_URL=emu.base_url)
-        command = [OMNI_EDIT, *args, "--api-key", KEY]
+        command = [*_DEFAULT_SIGINT, OMNI_EDIT, *args, "--api-key", KEY]
         async with await anyio.open_process(command, env=env) as proc:
             assert proc.stdout is not None
             assert proc.stderr is not None
@@ -313,8 +322,12 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
                 while seen.count(b'"event": "outcome"') < 3:
                     seen += await proc.stdout.receive()
             proc.send_signal(signal.SIGINT)
-            with anyio.fail_after(20):
-                await proc.wait()
+            try:
+                with anyio.fail_after(20):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()  # fail now, rather than hang in the process's own aclose
+                raise
             errors = b"".join([chunk async for chunk in proc.stderr]).decode()
         assert proc.returncode == 130
         assert "Interrupted; the journal is kept. Resume with: omni-edit batch" in errors
