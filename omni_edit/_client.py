@@ -40,10 +40,16 @@ from ._models import (
 )
 from ._polling.scheduler import Follower, PollScheduler
 from ._wire.convert import decode_json, structure_task
-from ._wire.protocol import create_request, parse_task_response, task_request
+from ._wire.protocol import (
+    create_request,
+    new_idempotency_key,
+    parse_task_response,
+    task_request,
+)
 from ._wire.validation import (
     is_loopback_host,
     validate_callback_url,
+    validate_idempotency_key,
     validate_prompt,
     validate_task_id,
     validate_video_url,
@@ -69,6 +75,11 @@ class Client:
     ``receives_callbacks=False`` when callbacks go somewhere else than this client: its
     waits then poll such tasks as usual.
 
+    Every create request carries an ``Idempotency-Key``, and one whose answer is lost is
+    sent again with the same key (docs/reliability.md#create-requests). Pass
+    ``replay_creates=False`` for a deployment that does not honour keys: a create is
+    then resent only when it certainly created nothing, else ``SubmissionUncertainError``.
+
     The settings are read-only attributes of the same names: a client's limits are
     fixed at construction (make another client for other settings).
 
@@ -87,6 +98,7 @@ class Client:
         poll: PollPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
         receives_callbacks: bool = True,
+        replay_creates: bool = True,
     ) -> None:
         if max_concurrency < 1:
             raise ValidationError("max_concurrency must be at least 1", field="max_concurrency")
@@ -111,7 +123,9 @@ class Client:
             timeout=timeout,
             max_retries=max_retries,
             session=session,
+            replay_keys=replay_creates,
         )
+        self._replay_creates = replay_creates
         self._scheduler = PollScheduler(self._read, self._poll, self._limits.pause)
         self._results = ResultFetcher(self._limits, timeout=timeout)
         # Tasks submitted with a callback URL: polled only as a slow safety net.
@@ -145,6 +159,11 @@ class Client:
     def poll(self) -> PollPolicy:
         """How the shared scheduler spaces polls."""
         return self._poll
+
+    @property
+    def replay_creates(self) -> bool:
+        """Whether a create whose answer was lost is replayed with its key."""
+        return self._replay_creates
 
     @property
     def receives_callbacks(self) -> bool:
@@ -184,24 +203,37 @@ class Client:
         *,
         callback_url: str | None = None,
         preflight: bool = False,
+        idempotency_key: str | None = None,
     ) -> Task:
         """Create an edit task for one clip and return it (status ``pending``).
 
         Inputs are checked locally first: ``ValidationError`` means nothing was sent.
-        ``SubmissionUncertainError`` means the request was sent but its answer was lost:
-        a task may exist and be billed; it is never resent silently. Other failures raise
-        the ``APIError`` subclass for the status (``RateLimitError`` only after retries
-        and the client-wide pause), ``APIConnectionError`` or ``MalformedResponseError``.
+        The request carries an ``Idempotency-Key`` (``idempotency_key``, else a fresh
+        one): when its answer is lost (a reset, a timeout, a 500/502/504) it is sent again
+        with the same key, and the gateway answers with the original task rather than
+        create and bill another. Passing the key of an earlier call with the same inputs
+        therefore returns that call's task.
+
+        ``SubmissionUncertainError`` (with ``.idempotency_key``) means no answer came
+        back even so: a task may exist and be billed. ``IdempotencyConflictError`` means
+        the key was used before for a different request. Other failures raise the
+        ``APIError`` subclass for the status (``RateLimitError`` only after retries and
+        the client-wide pause), ``APIConnectionError`` or ``MalformedResponseError``.
         """
         validate_video_url(video_url)
         validate_prompt(prompt)
+        key = (
+            new_idempotency_key()
+            if idempotency_key is None
+            else validate_idempotency_key(idempotency_key)
+        )
         if callback_url is not None:
             validate_callback_url(
                 callback_url, allow_loopback_http=_is_loopback_base(self.base_url)
             )
         if preflight:
             await self.preflight(video_url)
-        request = create_request(video_url, prompt, callback_url)
+        request = create_request(video_url, prompt, callback_url, key)
         try:
             status, body = await self._transport.send(request)
         except SubmissionUncertainError as exc:

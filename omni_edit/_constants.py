@@ -83,3 +83,17 @@ MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 # (a 10 s clip's header is tens of KB; the SDK, the CLI's dry run and the emulator's input
 # check all use this one bound).
 MAX_PROBE_BYTES: Final = 4 * 1024 * 1024
+
+# --- Idempotent creates (docs/api.md#idempotency-keys) ----------------------------------
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+# The gateway's answer header when it returns the original task for a repeated key.
+IDEMPOTENCY_REPLAYED_HEADER: Final = "idempotency-replayed"
+IDEMPOTENCY_KEY_MIN_LENGTH: Final = 16
+IDEMPOTENCY_KEY_MAX_LENGTH: Final = 96
+# The same key came with a different body (409).
+IDEMPOTENCY_CONFLICT_CODE: Final = "idempotency_conflict"
+# The earlier request with this key is still being processed: wait, then replay the key.
+PAID_OUTCOME_UNKNOWN_CODE: Final = "paid_outcome_unknown"
+# How long the gateway keeps a key (the emulator's figure; the gateway's is not
+# published, and Stripe's, whose model it follows, is 24 hours).
+IDEMPOTENCY_RETENTION_SECONDS: Final = 24 * 3600.0

@@ -10,6 +10,7 @@
     │   ├── InsufficientQuotaError 402
     │   ├── PermissionDeniedError  403
     │   ├── NotFoundError          404
+    │   ├── IdempotencyConflictError 409, the key was used for another request
     │   ├── RequestTooLargeError   413
     │   ├── RateLimitError         429
     │   └── ServerError            5xx
@@ -29,7 +30,7 @@ created, and billed, a task.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._models import Task
@@ -41,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "DownloadError",
+    "IdempotencyConflictError",
     "InsufficientQuotaError",
     "MalformedResponseError",
     "NotFoundError",
@@ -135,6 +137,16 @@ class NotFoundError(APIError):
     """404: the model or the task does not exist, or the task has expired."""
 
 
+class IdempotencyConflictError(APIError):
+    """409 ``idempotency_conflict``: the ``Idempotency-Key`` was used before for a
+    different request (another clip, prompt or callback URL). Nothing was created.
+    ``idempotency_key`` names the key; use a new key for a new request."""
+
+    def __init__(self, message: str, *, idempotency_key: str | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.idempotency_key = idempotency_key
+
+
 class RequestTooLargeError(APIError):
     """413: the request body is too large."""
 
@@ -177,15 +189,25 @@ class MalformedResponseError(OmniEditError):
 
 
 class SubmissionUncertainError(OmniEditError):
-    """A create request was sent but its answer was lost: a task may exist, and be billed.
+    """A create request was sent but no answer came back, even after replaying its
+    ``Idempotency-Key``: a task may exist, and be billed.
 
-    Raised instead of resending, since the API has no idempotency key. Resubmitting may
-    pay twice; ``edit_many`` records the input as uncertain in its journal and resubmits
-    only with ``resubmit_uncertain=True``. The underlying failure is ``__cause__``.
+    ``idempotency_key`` is the key the request carried: ``submit(...,
+    idempotency_key=exc.idempotency_key)`` with the same inputs resolves it later, since
+    the gateway answers a repeated key with the original task instead of a new one. A
+    new key, or a client made with ``replay_creates=False``, may pay twice. The
+    underlying failure is ``__cause__``.
     """
 
-    def __init__(self, message: str, *, video_url: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        idempotency_key: str | None = None,
+        video_url: str | None = None,
+    ) -> None:
         super().__init__(message)
+        self.idempotency_key = idempotency_key
         self.video_url = video_url
 
 

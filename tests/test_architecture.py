@@ -47,6 +47,7 @@ PUBLIC = {
     "EditInput",
     "EditOutcome",
     "EditRequest",
+    "IdempotencyConflictError",
     "InsufficientQuotaError",
     "MalformedResponseError",
     "MediaInfo",

@@ -16,7 +16,7 @@ import pytest
 import omni_edit as oe
 from omni_edit._batch import edit_many as _batch
 from omni_edit._batch.journal import Journal, JournalState
-from omni_edit._http import download
+from omni_edit._http import download, retry
 from omni_edit.emulator import Emulator, Fault
 
 if TYPE_CHECKING:
@@ -100,7 +100,8 @@ async def test_outcomes_stream_in_completion_order() -> None:
     assert order == [3, 2, 1, 0]
 
 
-async def test_faults_never_create_an_input_twice() -> None:
+async def test_faults_never_create_an_input_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry, "BACKOFF_BASE_SECONDS", 0.02)  # the faults, not the waits
     async with (
         Emulator(
             processing_time=(0.05, 0.15),
@@ -348,18 +349,45 @@ async def test_a_rerun_resumes_waiting_on_submitted_inputs(
     assert len(emu.tasks) == 20
 
 
-async def test_an_uncertain_submission_is_not_resubmitted_unless_asked(
+async def test_a_lost_create_answer_in_a_batch_is_replayed_not_billed_twice(
     client: oe.Client, emu: Emulator, tmp_path: Path
 ) -> None:
-    journal = tmp_path / "run.sqlite"
     emu.inject(Fault.drop_after(), method="POST")
+    [outcome] = await _collect(client.edit_many(_inputs(1), journal=tmp_path / "j.sqlite"))
+    assert outcome.ok, outcome.error
+    assert _created(emu)["prompt 0"] == 1
+
+
+async def test_an_uncertain_create_is_replayed_with_its_recorded_key_on_rerun(
+    make_client: ClientFactory, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    client = await make_client(emu, KEY, poll=FAST, max_retries=1)
+    emu.inject(Fault.drop_after(), method="POST", times=2)  # the send and its one replay
     [outcome] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert isinstance(outcome.error, oe.SubmissionUncertainError)
+    key = outcome.error.idempotency_key
     j = await Journal.open(journal)
     entry = await j.get(0)
     await j.close()
     assert entry is not None
     assert entry.state is JournalState.UNCERTAIN
+    assert entry.idempotency_key == key  # recorded before the first send
+
+    [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert again.ok, again.error
+    assert _created(emu)["prompt 0"] == 1  # the replay found the task the lost send made
+    assert emu.stats.replays == 2
+
+
+async def test_without_replays_an_uncertain_input_is_resubmitted_only_when_asked(
+    make_client: ClientFactory, emu: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    client = await make_client(emu, KEY, poll=FAST, replay_creates=False)
+    emu.inject(Fault.drop_after(), method="POST")
+    [outcome] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert isinstance(outcome.error, oe.SubmissionUncertainError)
 
     [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert isinstance(again.error, oe.SubmissionUncertainError)
@@ -370,6 +398,24 @@ async def test_an_uncertain_submission_is_not_resubmitted_unless_asked(
     )
     assert forced.ok
     assert _created(emu)["prompt 0"] == 2
+
+
+async def test_a_batch_with_a_third_of_create_answers_lost_completes_with_no_duplicate(
+    make_emulator: EmulatorFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    emu = await make_emulator(
+        processing_time=(0.02, 0.1), estimated_time=0.05, lost_create_rate=0.3, seed=12
+    )
+    client = await make_client(emu, KEY, poll=FAST, max_concurrency=8)
+    outcomes = await _collect(
+        client.edit_many(_inputs(100), concurrency=32, journal=tmp_path / "run.sqlite")
+    )
+    assert len(outcomes) == 100
+    assert [o.error for o in outcomes if not o.ok] == []
+    created = _created(emu)
+    assert len(created) == 100
+    assert max(created.values()) == 1
+    assert emu.stats.replays >= 20  # about 30 of the 100 first sends went unanswered
 
 
 async def test_a_journal_for_other_inputs_is_refused(

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import omni_edit as oe
-from omni_edit._http import limits
+from omni_edit._http import limits, retry
 from omni_edit.emulator import Emulator, Fault
 
 if TYPE_CHECKING:
@@ -238,34 +238,143 @@ async def test_in_flight_requests_never_exceed_max_concurrency() -> None:
 # --- Never double-bill ---------------------------------------------------------------------
 
 
-async def test_post_is_not_resent_when_response_is_lost(client: oe.Client, emu: Emulator) -> None:
-    emu.inject(Fault.drop_after(), method="POST")
-    with pytest.raises(oe.SubmissionUncertainError) as info:
-        await client.submit(CLIP, PROMPT)
+async def test_a_lost_create_answer_is_replayed_and_returns_the_original_task(
+    client: oe.Client, emu: Emulator
+) -> None:
+    emu.inject(Fault.drop_after(), method="POST")  # created, then the answer is lost
+    task = await client.submit(CLIP, PROMPT)
+    assert _posts(emu) == 2
+    assert emu.stats.creates == 1
+    assert emu.stats.replays == 1
+    assert list(emu.tasks) == [task.id]
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_create_answered_with_a_server_error_is_replayed(
+    client: oe.Client, emu: Emulator, status: int
+) -> None:
+    emu.inject(Fault.status(status), method="POST")
+    task = await client.submit(CLIP, PROMPT)
+    assert _posts(emu) == 2
+    assert list(emu.tasks) == [task.id]
+
+
+async def test_a_create_that_timed_out_is_replayed_not_billed_twice(emu: Emulator) -> None:
+    async with oe.Client(KEY, base_url=emu.base_url, timeout=0.2) as c:
+        emu.inject(Fault.delay(1.0), method="POST")  # created, answered too late
+        task = await c.submit(CLIP, PROMPT)
+    assert list(emu.tasks) == [task.id]
+    assert emu.stats.replays == 1
+
+
+async def test_a_create_lost_every_time_is_uncertain_and_its_key_resolves_it(
+    emu: Emulator,
+) -> None:
+    async with oe.Client(KEY, base_url=emu.base_url, max_retries=2) as c:
+        emu.inject(Fault.drop_after(), method="POST", times=3)
+        with pytest.raises(oe.SubmissionUncertainError) as info:
+            await c.submit(CLIP, PROMPT)
+        key = info.value.idempotency_key
+        assert key is not None
+        assert key in str(info.value)
+        assert isinstance(info.value.__cause__, oe.APIConnectionError)
+        assert _posts(emu) == 3  # the first try and two replays
+        task = await c.submit(CLIP, PROMPT, idempotency_key=key)
+    assert list(emu.tasks) == [task.id]  # one task, whatever the number of sends
+    assert emu.stats.replays == 3
+
+
+async def test_the_same_key_for_another_request_is_a_conflict(
+    client: oe.Client, emu: Emulator
+) -> None:
+    key = "my-own-key-0123456789"
+    first = await client.submit(CLIP, PROMPT, idempotency_key=key)
+    again = await client.submit(CLIP, PROMPT, idempotency_key=key)
+    assert again.id == first.id
+    with pytest.raises(oe.IdempotencyConflictError) as info:
+        await client.submit(CLIP, "Something else entirely", idempotency_key=key)
+    assert info.value.idempotency_key == key
+    assert info.value.status == 409
+    assert isinstance(info.value, oe.APIError)
+    assert list(emu.tasks) == [first.id]
+
+
+async def test_paid_outcome_unknown_waits_and_replays_the_key(
+    client: oe.Client, emu: Emulator
+) -> None:
+    busy = {
+        "error": {
+            "code": "paid_outcome_unknown",
+            "message": "The earlier request with this key is still being processed.",
+            "type": "api_error",
+        }
+    }
+    emu.inject(Fault.status(409, body=busy, headers={"Retry-After": "0"}), method="POST")
+    task = await client.submit(CLIP, PROMPT)
+    assert _posts(emu) == 2
+    assert list(emu.tasks) == [task.id]
+
+
+@pytest.mark.parametrize(
+    "key", ["short", "x" * 97, "has space 0123456789", "ünïcode-0123456789", 12345678901234567]
+)
+async def test_a_bad_idempotency_key_is_refused_before_sending(
+    client: oe.Client, emu: Emulator, key: object
+) -> None:
+    with pytest.raises(oe.ValidationError) as info:
+        await client.submit(CLIP, PROMPT, idempotency_key=key)  # type: ignore[arg-type]
+    assert info.value.field == "idempotency_key"
+    assert not emu.stats.requests
+
+
+# With replays off (a deployment that ignores keys), the conservative rule holds.
+
+
+async def test_without_replays_a_lost_answer_is_uncertain_not_resent(emu: Emulator) -> None:
+    async with oe.Client(KEY, base_url=emu.base_url, replay_creates=False) as c:
+        emu.inject(Fault.drop_after(), method="POST")
+        with pytest.raises(oe.SubmissionUncertainError) as info:
+            await c.submit(CLIP, PROMPT)
     assert info.value.video_url == CLIP
+    assert info.value.idempotency_key is not None  # sent all the same: harmless
     assert isinstance(info.value.__cause__, oe.APIConnectionError)
     assert _posts(emu) == 1
     assert emu.stats.creates == 1
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
-async def test_post_answered_with_server_error_is_uncertain_not_resent(
-    client: oe.Client, emu: Emulator, status: int
+async def test_without_replays_a_server_error_is_uncertain_not_resent(
+    emu: Emulator, status: int
 ) -> None:
-    emu.inject(Fault.status(status), method="POST")
-    with pytest.raises(oe.SubmissionUncertainError):
-        await client.submit(CLIP, PROMPT)
+    async with oe.Client(KEY, base_url=emu.base_url, replay_creates=False) as c:
+        emu.inject(Fault.status(status), method="POST")
+        with pytest.raises(oe.SubmissionUncertainError):
+            await c.submit(CLIP, PROMPT)
     assert _posts(emu) == 1
 
 
-async def test_post_that_times_out_is_uncertain_not_resent(emu: Emulator) -> None:
-    async with oe.Client(KEY, base_url=emu.base_url, timeout=0.2) as c:
+async def test_without_replays_a_timed_out_create_is_uncertain_not_resent(
+    emu: Emulator,
+) -> None:
+    async with oe.Client(KEY, base_url=emu.base_url, timeout=0.2, replay_creates=False) as c:
         emu.inject(Fault.delay(1.0), method="POST")
         with pytest.raises(oe.SubmissionUncertainError) as info:
             await c.submit(CLIP, PROMPT)
     assert isinstance(info.value.__cause__, oe.APITimeoutError)
     assert _posts(emu) == 1
     assert emu.stats.creates == 1
+
+
+async def test_replays_are_what_protect_a_deployment_that_honours_keys() -> None:
+    # The emulator playing a deployment that ignores keys: a replay there bills twice,
+    # which is why replay_creates=False exists.
+    async with (
+        Emulator(idempotency_keys=False) as emu,
+        oe.Client(KEY, base_url=emu.base_url) as c,
+    ):
+        emu.inject(Fault.drop_after(), method="POST")
+        await c.submit(CLIP, PROMPT)
+    assert emu.stats.creates == 2
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -289,9 +398,13 @@ async def test_post_that_could_not_connect_is_retried_then_fails_certainly() -> 
     assert not isinstance(info.value, oe.SubmissionUncertainError)
 
 
-async def test_no_input_is_created_twice_under_random_faults() -> None:
+async def test_no_input_is_created_twice_under_random_faults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retry, "BACKOFF_BASE_SECONDS", 0.02)  # the faults, not the waits
+    # Few 429s: each pauses the whole client for a second, which tests nothing here.
     async with (
-        Emulator(rate_5xx=0.2, rate_429=0.2, drop_rate=0.15, seed=7) as emu,
+        Emulator(rate_5xx=0.25, rate_429=0.03, drop_rate=0.25, seed=7) as emu,
         oe.Client(KEY, base_url=emu.base_url, max_retries=6) as c,
     ):
         outcomes: dict[str, str] = {}
@@ -315,7 +428,8 @@ async def test_no_input_is_created_twice_under_random_faults() -> None:
             assert created[prompt] == 1
         if outcome == "failed":
             assert created[prompt] == 0
-    assert "ok" in outcomes.values()
+    # Replays with the key resolve lost answers: almost every input ends created once.
+    assert list(outcomes.values()).count("ok") >= 36, outcomes
 
 
 # --- Validation: nothing is sent -------------------------------------------------------------

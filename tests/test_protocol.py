@@ -3,6 +3,7 @@ from datetime import datetime, timezone
 import pytest
 
 import omni_edit as oe
+from omni_edit import IdempotencyConflictError
 from omni_edit._wire.protocol import (
     Attempt,
     Failure,
@@ -10,8 +11,10 @@ from omni_edit._wire.protocol import (
     create_request,
     error_from_response,
     judge,
+    new_idempotency_key,
     parse_retry_after,
 )
+from omni_edit._wire.validation import validate_idempotency_key
 
 
 def test_create_request_has_exactly_the_documented_fields() -> None:
@@ -112,3 +115,37 @@ def test_post_is_resent_only_when_it_certainly_created_nothing(
     attempt: Attempt, idempotent: bool, verdict: Verdict
 ) -> None:
     assert judge(attempt, idempotent=idempotent) is verdict
+
+
+@pytest.mark.parametrize(
+    ("attempt", "keyed", "verdict"),
+    [
+        (Attempt(status=409, code="paid_outcome_unknown"), True, Verdict.RETRY),
+        (Attempt(status=409, code="paid_outcome_unknown"), False, Verdict.UNCERTAIN),
+        (Attempt(status=409, code="idempotency_conflict"), True, Verdict.FAIL),
+        (Attempt(status=409, code="idempotency_conflict"), False, Verdict.FAIL),
+    ],
+)
+def test_the_gateway_codes_of_a_keyed_create(
+    attempt: Attempt, keyed: bool, verdict: Verdict
+) -> None:
+    assert judge(attempt, idempotent=keyed) is verdict
+
+
+def test_a_create_carries_its_key_and_keys_are_fresh_and_well_formed() -> None:
+    keys = {new_idempotency_key() for _ in range(1000)}
+    assert len(keys) == 1000
+    for key in keys:
+        assert validate_idempotency_key(key) == key
+    req = create_request("https://v/clip.mp4", "warmer", None, "key-0123456789abcdef")
+    assert req.idempotency_key == "key-0123456789abcdef"
+    assert not req.idempotent  # by its method; replaying is the transport's decision
+
+
+def test_a_conflict_answer_is_its_own_error_class() -> None:
+    body = b'{"error": {"code": "idempotency_conflict", "message": "used", "type": "x"}}'
+    error = error_from_response(409, {}, body)
+    assert isinstance(error, IdempotencyConflictError)
+    assert error.code == "idempotency_conflict"
+    other = error_from_response(409, {}, b'{"error": {"code": "busy", "message": "m"}}')
+    assert not isinstance(other, IdempotencyConflictError)

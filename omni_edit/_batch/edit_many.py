@@ -56,6 +56,7 @@ from .._models import (
     TaskStatus,
     Usage,
 )
+from .._wire.protocol import new_idempotency_key
 from .inputs import InputFeed, coerce_request, output_name
 from .journal import Journal, JournalEntry, JournalState, fingerprint
 from .ports import BatchClient
@@ -185,12 +186,12 @@ class _Batch:
             resumed = self._resume(entry)
             if isinstance(resumed, EditOutcome):
                 return attrs.evolve(resumed, index=index, request=request)
-            task_id, attempts = resumed
+            task_id, attempts, replay_key = resumed
             while True:
                 if task_id is None:
-                    task = await self._submit(index, digest, request, attempts)
+                    task = await self._submit(index, digest, request, attempts, replay_key)
                     attempts += 1
-                    task_id = task.id
+                    task_id, replay_key = task.id, None
                 self._count(running=1)
                 if self.options.on_progress is not None:
                     await self._report()
@@ -220,10 +221,13 @@ class _Batch:
             await self._record_failure(index, digest, exc, task)
             return EditOutcome(index=index, request=request, task=task, error=exc)
 
-    def _resume(self, entry: JournalEntry | None) -> EditOutcome | tuple[str | None, int]:
-        """What an earlier run left: a finished outcome, or (task id to wait on, attempts)."""
+    def _resume(
+        self, entry: JournalEntry | None
+    ) -> EditOutcome | tuple[str | None, int, str | None]:
+        """What an earlier run left: a finished outcome, or (task id to wait on, attempts,
+        Idempotency-Key of a create to replay)."""
         if entry is None:
-            return None, 0
+            return None, 0, None
         state = entry.state
         if state is JournalState.COMPLETED:
             task = Task(
@@ -238,20 +242,24 @@ class _Batch:
             wanted = self.options.download_dir is not None or self.options.destination is not None
             if not wanted or (path is not None and path.exists()):
                 return EditOutcome(index=entry.index, request=None, task=task, path=path)
-            return entry.task_id, entry.attempts
+            return entry.task_id, entry.attempts, None
         if state is JournalState.SUBMITTED:
-            return entry.task_id, entry.attempts
+            return entry.task_id, entry.attempts, None
         if state is JournalState.FAILED:
             if not entry.retryable:
                 return EditOutcome(index=entry.index, request=None, error=_recorded_error(entry))
             if entry.task_id is not None and entry.error_code is None:
                 # The task exists and did not fail: what failed was waiting or saving.
-                return entry.task_id, entry.attempts
+                return entry.task_id, entry.attempts, None
             # Nothing was created, or the task failed "later"-retryably: submit again.
-            return None, entry.attempts
+            return None, entry.attempts, None
         # SUBMITTING or UNCERTAIN: a task may exist, and be billed.
+        if entry.idempotency_key is not None and self.client.replay_creates:
+            # The same create again, with its recorded key: the gateway answers with the
+            # task if the earlier send created one, and creates it (once) if not.
+            return None, max(0, entry.attempts - 1), entry.idempotency_key
         if self.options.resubmit_uncertain:
-            return None, entry.attempts
+            return None, entry.attempts, None
         return EditOutcome(
             index=entry.index,
             request=None,
@@ -262,14 +270,24 @@ class _Batch:
             ),
         )
 
-    async def _submit(self, index: int, digest: str, request: EditRequest, attempts: int) -> Task:
+    async def _submit(
+        self,
+        index: int,
+        digest: str,
+        request: EditRequest,
+        attempts: int,
+        key: str | None = None,
+    ) -> Task:
+        """Create the input's task: one paid intent, so one Idempotency-Key (``key``, an
+        earlier run's to replay, else a new one) for every send, refusals retried included."""
         if self.halt is not None:
             raise self.halt
         if self.options.preflight:
             await self.client.preflight(request.video_url)
+        key = key or new_idempotency_key()
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
-                task = await self._create(index, digest, request, attempts)
+                task = await self._create(index, digest, request, attempts, key)
             except (RateLimitError, ServerError, APIConnectionError) as exc:
                 # Reaching here (not SubmissionUncertainError) means nothing was made.
                 if self.journal:
@@ -286,18 +304,23 @@ class _Batch:
             return task
         raise AssertionError("unreachable")
 
-    async def _create(self, index: int, digest: str, request: EditRequest, attempts: int) -> Task:
-        """One create request, journaled first when there is a journal."""
+    async def _create(
+        self, index: int, digest: str, request: EditRequest, attempts: int, key: str
+    ) -> Task:
+        """One create request, journaled first (with its key) when there is a journal."""
         if self.journal is None:
             return await self.client.submit(
-                request.video_url, request.prompt, callback_url=request.callback_url
+                request.video_url,
+                request.prompt,
+                callback_url=request.callback_url,
+                idempotency_key=key,
             )
         # The journaled create runs as a task of its own, out of reach of cancellation
         # (asyncio's or anyio's): a cancel mid-POST would leave the outcome unknown and
         # the input uncertain. A cancelled worker waits, about one request's time at
         # most, for the answer to be recorded, then goes.
         create = asyncio.get_running_loop().create_task(
-            self._create_journaled(self.journal, index, digest, request, attempts)
+            self._create_journaled(self.journal, index, digest, request, attempts, key)
         )
         try:
             return await asyncio.shield(create)
@@ -312,11 +335,20 @@ class _Batch:
             raise
 
     async def _create_journaled(
-        self, journal: Journal, index: int, digest: str, request: EditRequest, attempts: int
+        self,
+        journal: Journal,
+        index: int,
+        digest: str,
+        request: EditRequest,
+        attempts: int,
+        key: str,
     ) -> Task:
-        await journal.submitting(index, digest, attempts + 1)
+        await journal.submitting(index, digest, attempts + 1, key)
         task = await self.client.submit(
-            request.video_url, request.prompt, callback_url=request.callback_url
+            request.video_url,
+            request.prompt,
+            callback_url=request.callback_url,
+            idempotency_key=key,
         )
         # Recorded in the same protected step: losing a task id is paying twice.
         reserved = task.usage.credits_reserved if task.usage else None

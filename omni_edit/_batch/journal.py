@@ -31,7 +31,8 @@ from .._exceptions import ValidationError
 __all__ = ["Journal", "JournalEntry", "JournalState", "fingerprint"]
 
 _T = TypeVar("_T")
-SCHEMA_VERSION = 1
+# 2: items carry the Idempotency-Key of their create request.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS items (
     error_message TEXT,
     retryable INTEGER NOT NULL DEFAULT 0,
     credits REAL,
+    idempotency_key TEXT,
     updated REAL NOT NULL
 );
 """
@@ -73,6 +75,7 @@ class JournalEntry:
     error_message: str | None = None
     retryable: bool = False
     credits: float | None = None
+    idempotency_key: str | None = None
 
 
 def fingerprint(video_url: str, prompt: str, callback_url: str | None) -> str:
@@ -140,7 +143,8 @@ class Journal:
         def read() -> Any:
             return self._conn.execute(
                 "SELECT idx, fingerprint, state, task_id, attempts, result_url, path,"
-                " error_code, error_message, retryable, credits FROM items WHERE idx = ?",
+                " error_code, error_message, retryable, credits, idempotency_key"
+                " FROM items WHERE idx = ?",
                 (index,),
             ).fetchone()
 
@@ -159,6 +163,7 @@ class Journal:
             error_message=row[8],
             retryable=bool(row[9]),
             credits=row[10],
+            idempotency_key=row[11],
         )
 
     async def _write(self, sql: str, params: tuple[Any, ...]) -> None:
@@ -167,14 +172,16 @@ class Journal:
 
         await self._run(write)
 
-    async def submitting(self, index: int, digest: str, attempts: int) -> None:
-        """Recorded, and durable, before the create request is sent."""
+    async def submitting(self, index: int, digest: str, attempts: int, key: str) -> None:
+        """Recorded, and durable, before the create request is sent: with its
+        Idempotency-Key, so that a rerun after a crash replays the same key."""
         await self._write(
-            "INSERT INTO items (idx, fingerprint, state, attempts, updated) VALUES (?,?,?,?,?)"
-            " ON CONFLICT(idx) DO UPDATE SET state=excluded.state, attempts=excluded.attempts,"
+            "INSERT INTO items (idx, fingerprint, state, attempts, idempotency_key, updated)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(idx) DO UPDATE SET state=excluded.state,"
+            " attempts=excluded.attempts, idempotency_key=excluded.idempotency_key,"
             " task_id=NULL, error_code=NULL, error_message=NULL, retryable=0,"
             " updated=excluded.updated",
-            (index, digest, JournalState.SUBMITTING.value, attempts, time.time()),
+            (index, digest, JournalState.SUBMITTING.value, attempts, key, time.time()),
         )
 
     async def submitted(self, index: int, task_id: str, credits: float | None) -> None:

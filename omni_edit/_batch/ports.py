@@ -25,8 +25,18 @@ class BatchClient(Protocol):
         """Seconds one HTTP request may take: how long a cancelled create is awaited."""
         ...
 
+    @property
+    def replay_creates(self) -> bool:
+        """Whether a create may be sent again with its Idempotency-Key."""
+        ...
+
     async def submit(
-        self, video_url: str, prompt: str, *, callback_url: str | None = None
+        self,
+        video_url: str,
+        prompt: str,
+        *,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Task: ...
 
     async def wait(self, task_or_id: Task | str) -> Task: ...

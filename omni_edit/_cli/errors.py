@@ -87,9 +87,10 @@ def _explain_sdk(exc: OmniEditError, base_url: str) -> tuple[str, int]:
         detail = str(exc) if base_url in str(exc) else f"could not reach {base_url}: {exc}"
         return f"{detail} (check the network, or --base-url)", 1
     if isinstance(exc, SubmissionUncertainError):
+        key = f" (Idempotency-Key {exc.idempotency_key})" if exc.idempotency_key else ""
         return (
-            "the create request was sent but its answer was lost: a task may exist and be"
-            " billed; look for it before submitting again",
+            f"the create request was sent but no answer came back{key}: a task may exist"
+            " and be billed; look for it before submitting again",
             1,
         )
     if isinstance(exc, TaskFailedError):

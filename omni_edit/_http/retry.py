@@ -33,4 +33,5 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
     stall a run for hours (stripe-python caps at 60 s)."""
     if retry_after is not None:
         return min(retry_after, RETRY_AFTER_CAP_SECONDS)
-    return backoff_delay(attempt)
+    # The module's figure read at each call, not frozen at import: a test may lower it.
+    return backoff_delay(attempt, base=BACKOFF_BASE_SECONDS)

@@ -7,8 +7,10 @@ module carries those decisions out. Guarantees:
   (API calls, result downloads and probes share the slots of one ``ClientLimits``);
 - the API key is attached per request, only to the API origin, and redirects are not
   followed on API calls, so the key never reaches another host;
-- a POST is sent again only when it certainly created nothing (see ``_wire.protocol.judge``);
-  otherwise ``SubmissionUncertainError``;
+- a create is sent again only with the same ``Idempotency-Key`` (the gateway then answers
+  with the original task), or, with replays off, only when it certainly created nothing
+  (see ``_wire.protocol.judge``); a create whose answer stays lost is a
+  ``SubmissionUncertainError`` carrying its key;
 - a 429 pauses every request of the client for the server's ``Retry-After``;
 - retries draw on a client-wide ``RetryBudget``.
 """
@@ -25,11 +27,16 @@ import anyio
 import attrs
 from multidict import CIMultiDict
 
-from .._constants import MAX_RESPONSE_BYTES
+from .._constants import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_REPLAYED_HEADER,
+    MAX_RESPONSE_BYTES,
+)
 from .._exceptions import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    IdempotencyConflictError,
     MalformedResponseError,
     SubmissionUncertainError,
 )
@@ -82,6 +89,7 @@ class Transport:
         timeout: float,
         max_retries: int,
         session: aiohttp.ClientSession | None = None,
+        replay_keys: bool = True,
     ) -> None:
         self.base_url = base_url
         # A connect that times out raises ConnectionTimeoutError, which proves the request
@@ -92,6 +100,7 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self.limits = limits
+        self._replay_keys = replay_keys
         self.requests_sent = 0
         self._closed = False
         # Built once: aiohttp copies them into each request, and only API requests (to
@@ -130,6 +139,16 @@ class Transport:
         else:
             data = json.dumps(request.json, separators=(",", ":")).encode()
             headers = self._json_headers
+        key = request.idempotency_key
+        if key is not None:
+            headers = _KeyHeaders(headers)
+            headers[IDEMPOTENCY_KEY_HEADER] = key
+        # A keyed create may be replayed whatever became of an attempt: the gateway answers
+        # a repeated key with the original task (docs/reliability.md#create-requests).
+        replayable = request.idempotent or (key is not None and self._replay_keys)
+        # Whether an attempt so far may have taken effect (a create whose answer was lost):
+        # if so, however the last attempt ends, the outcome is unknown, not a failure.
+        maybe_created = False
         limits = self.limits
         while True:
             if limits.pause.remaining():
@@ -165,6 +184,11 @@ class Transport:
                             )
                         if spent or limits.budget.tokens < limits.budget.capacity:
                             limits.budget.release(spent)
+                        if key is not None and resp.headers.get(IDEMPOTENCY_REPLAYED_HEADER):
+                            logger.info(
+                                "create replayed with its Idempotency-Key: the gateway"
+                                " returned the original task; nothing new was billed"
+                            )
                         return status, body
                     outcome = _Outcome(Attempt(status=status), resp.headers, body)
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
@@ -181,13 +205,13 @@ class Transport:
                 outcome.attempt.status or outcome.attempt.failure,
                 attempt_no + 1,
             )
-            verdict = judge(outcome.attempt, idempotent=request.idempotent)
             error = self._error(outcome)
-            if verdict is Verdict.UNCERTAIN:
-                raise SubmissionUncertainError(
-                    f"the create request was sent but its answer was lost ({error}); a task"
-                    " may have been created and billed, so it was not sent again"
-                ) from error
+            attempt = outcome.attempt
+            if isinstance(error, APIError) and error.code is not None:
+                attempt = attrs.evolve(attempt, code=error.code)
+            verdict = judge(attempt, idempotent=replayable)
+            if not request.idempotent and judge(attempt, idempotent=False) is Verdict.UNCERTAIN:
+                maybe_created = True
             if verdict is Verdict.RETRY and attempt_no < self._max_retries:
                 delay = self._plan_retry(outcome, error, attempt_no)
                 if delay is not None:
@@ -195,6 +219,10 @@ class Transport:
                     await anyio.sleep(delay[0])
                     attempt_no += 1
                     continue
+            if maybe_created:
+                raise _uncertain(error, key, replayed=replayable, attempts=attempt_no + 1)
+            if isinstance(error, IdempotencyConflictError):
+                error.idempotency_key = key
             raise error
 
     def _plan_retry(
@@ -229,6 +257,26 @@ class Transport:
             err = APIConnectionError(f"could not reach {host}: {outcome.exc}")
         err.__cause__ = outcome.exc
         return err
+
+
+def _uncertain(
+    error: Exception, key: str | None, *, replayed: bool, attempts: int
+) -> SubmissionUncertainError:
+    if replayed and key is not None:
+        message = (
+            f"the create request was sent {attempts} time(s) with Idempotency-Key {key} and"
+            f" no answer came back ({error}); a task may exist and be billed. Submitting"
+            f" again with idempotency_key={key!r} returns it without paying twice"
+        )
+    else:
+        message = (
+            f"the create request was sent but its answer was lost ({error}); a task may"
+            " have been created and billed, so it was not sent again"
+            + (f" (its Idempotency-Key was {key})" if key is not None else "")
+        )
+    uncertain = SubmissionUncertainError(message, idempotency_key=key)
+    uncertain.__cause__ = error
+    return uncertain
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+import secrets
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -16,11 +17,18 @@ from typing import Any
 import attrs
 import cattrs
 
-from .._constants import CREATE_PATH, MODEL, TASK_PATH_PREFIX
+from .._constants import (
+    CREATE_PATH,
+    IDEMPOTENCY_CONFLICT_CODE,
+    MODEL,
+    PAID_OUTCOME_UNKNOWN_CODE,
+    TASK_PATH_PREFIX,
+)
 from .._exceptions import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    IdempotencyConflictError,
     InsufficientQuotaError,
     MalformedResponseError,
     NotFoundError,
@@ -38,6 +46,7 @@ __all__ = [
     "create_request",
     "error_from_response",
     "judge",
+    "new_idempotency_key",
     "parse_retry_after",
     "parse_task_response",
     "task_request",
@@ -46,21 +55,35 @@ __all__ = [
 
 @attrs.frozen
 class ApiRequest:
+    """One API call. ``idempotency_key`` goes out as the ``Idempotency-Key`` header: a
+    POST that carries one may be replayed, since the gateway answers a repeated key with
+    the original task instead of creating another (docs/api.md#idempotency-keys)."""
+
     method: str
     path: str
     json: dict[str, Any] | None = None
+    idempotency_key: str | None = None
 
     @property
     def idempotent(self) -> bool:
+        """Safe to send again whatever became of the last attempt (by the method)."""
         return self.method in ("GET", "HEAD")
 
 
-def create_request(video_url: str, prompt: str, callback_url: str | None) -> ApiRequest:
+def new_idempotency_key() -> str:
+    """A fresh key for one paid intent: 32 random URL-safe characters (192 bits) behind
+    a prefix that says whose it is, within the gateway's 16-96 of ``[A-Za-z0-9._-]``."""
+    return "oe-" + secrets.token_urlsafe(24)
+
+
+def create_request(
+    video_url: str, prompt: str, callback_url: str | None, idempotency_key: str | None = None
+) -> ApiRequest:
     """The create call for already validated inputs."""
     body: dict[str, Any] = {"model": MODEL, "prompt": prompt, "video_urls": [video_url]}
     if callback_url is not None:
         body["callback_url"] = callback_url
-    return ApiRequest("POST", CREATE_PATH, body)
+    return ApiRequest("POST", CREATE_PATH, body, idempotency_key)
 
 
 def task_request(task_id: str) -> ApiRequest:
@@ -152,6 +175,8 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     body is the documented JSON and a short excerpt when it is not."""
     cls = _error_class(status)
     parsed = _parse_error_body(body)
+    if parsed is not None and parsed.code == IDEMPOTENCY_CONFLICT_CODE:
+        cls = IdempotencyConflictError
     if parsed is None:
         text = excerpt(body)
         message = f"non-JSON error body: {text}" if text else "empty error body"
@@ -185,6 +210,8 @@ class Attempt:
 
     status: int | None = None
     failure: Failure | None = None
+    # The error body's ``code``, where one came: some codes change the verdict.
+    code: str | int | None = None
 
 
 class Verdict(enum.Enum):
@@ -202,11 +229,16 @@ _REFUSED_STATUSES = frozenset({429, 503})
 def judge(attempt: Attempt, *, idempotent: bool) -> Verdict:
     """Whether an attempt succeeded, may be retried, failed, or left a POST uncertain.
 
-    A POST is sent again only when it certainly created nothing: it never left this
-    machine, or the API refused it with 429/503. After a reset, a timeout, a 500, 502 or
-    504 the task may exist and be billed (no idempotency key is documented), so the
-    outcome is UNCERTAIN and the POST is never resent.
+    ``idempotent`` says the request may safely be sent again whatever became of this
+    attempt: a GET, or a create that carries an ``Idempotency-Key`` the gateway honours
+    (a replay returns the original task). Otherwise a POST is sent again only when it
+    certainly created nothing: it never left this machine, or the API refused it with
+    429/503. After a reset, a timeout, a 500, 502 or 504 the task may exist and be
+    billed, so the outcome is UNCERTAIN. ``paid_outcome_unknown`` (the earlier request
+    with this key is still being processed) is a wait-and-replay for a keyed request.
     """
+    if attempt.code == PAID_OUTCOME_UNKNOWN_CODE:
+        return Verdict.RETRY if idempotent else Verdict.UNCERTAIN
     if attempt.status is not None:
         if 200 <= attempt.status < 300:
             return Verdict.SUCCESS

@@ -17,7 +17,12 @@ import re
 import socket
 from urllib.parse import SplitResult, urlsplit
 
-from .._constants import MAX_CALLBACK_URL_LENGTH, TASK_ID_PREFIX
+from .._constants import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_MIN_LENGTH,
+    MAX_CALLBACK_URL_LENGTH,
+    TASK_ID_PREFIX,
+)
 from .._exceptions import ValidationError
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "is_loopback_host",
     "validate_base_url",
     "validate_callback_url",
+    "validate_idempotency_key",
     "validate_prompt",
     "validate_task_id",
     "validate_video_url",
@@ -52,6 +58,9 @@ _BLOCKED_V6 = tuple(
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _TASK_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SPACE = re.compile(r"\s")
+_IDEMPOTENCY_KEY_RE = re.compile(
+    rf"[A-Za-z0-9._-]{{{IDEMPOTENCY_KEY_MIN_LENGTH},{IDEMPOTENCY_KEY_MAX_LENGTH}}}"
+)
 # The everyday clip URL (http(s), a plain ASCII host, maybe a port, then no whitespace):
 # a shape ``_split`` always accepts, checked in one match instead of an uncached urlsplit
 # and two property parses, on every input of a batch. Anything else takes ``_split``.
@@ -221,3 +230,21 @@ def validate_task_id(task_id: object) -> str:
             field="task_id",
         )
     return task_id
+
+
+def validate_idempotency_key(key: object) -> str:
+    """An ``Idempotency-Key`` the gateway accepts: 16 to 96 characters of
+    ``[A-Za-z0-9._-]`` (docs/api.md#idempotency-keys)."""
+    if not isinstance(key, str):
+        raise ValidationError(
+            f"idempotency_key must be a string, not {type(key).__name__}",
+            field="idempotency_key",
+        )
+    if not _IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise ValidationError(
+            f"idempotency_key must be {IDEMPOTENCY_KEY_MIN_LENGTH} to"
+            f" {IDEMPOTENCY_KEY_MAX_LENGTH} characters of letters, digits, '.', '_' and"
+            f" '-', got {len(key)} characters: {key[:40]!r}",
+            field="idempotency_key",
+        )
+    return key

@@ -13,20 +13,32 @@ import hashlib
 import logging
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable
 
 import attrs
 from aiohttp import web
 
-from .._constants import CREATE_PATH, TASK_ID_PREFIX, TASK_PATH_PREFIX
+from .._constants import (
+    CREATE_PATH,
+    IDEMPOTENCY_CONFLICT_CODE,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_MIN_LENGTH,
+    IDEMPOTENCY_REPLAYED_HEADER,
+    PAID_OUTCOME_UNKNOWN_CODE,
+    TASK_ID_PREFIX,
+    TASK_PATH_PREFIX,
+)
 from ._callbacks import CallbackSender
 from ._errors import error_response
 from ._faults import PROCESSING_KINDS, Fault, FaultQueue, drop_connection
+from ._idempotency import Conflict, IdempotencyLedger, InProgress, Replay
 from ._inputs import InputChecker
 from ._limits import RateLimiter
 from ._state import TaskStore, clock
 from ._stats import RequestRecord, Stats
-from ._validation import Rejection, parse_create_body
+from ._validation import CreateRequest, Rejection, parse_create_body
 
 __all__ = ["Api", "ApiSettings"]
 
@@ -39,6 +51,9 @@ MAX_BODY_BYTES = 1024 * 1024
 # The fingerprint of the request's key, handed from the middleware to the endpoints.
 _OWNER = web.RequestKey("omni_edit.emulator.owner", str)
 _RANDOM_5XX = (500, 502, 503)
+_KEY_RE = re.compile(
+    rf"[A-Za-z0-9._-]{{{IDEMPOTENCY_KEY_MIN_LENGTH},{IDEMPOTENCY_KEY_MAX_LENGTH}}}"
+)
 
 
 @attrs.frozen
@@ -52,6 +67,10 @@ class ApiSettings:
     rate_5xx: float
     drop_rate: float
     concurrency_limit: int | None
+    # False: the deployment ignores Idempotency-Key (every create creates).
+    idempotency_keys: bool = True
+    # The share of creates handled (the task exists, billed) and then left unanswered.
+    lost_create_rate: float = 0.0
 
 
 def _retry_after(seconds: float) -> int:
@@ -73,6 +92,7 @@ class Api:
         callbacks: CallbackSender,
         limiter: RateLimiter | None,
         inputs: InputChecker,
+        ledger: IdempotencyLedger,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -82,6 +102,7 @@ class Api:
         self._callbacks = callbacks
         self._inputs = inputs
         self._limiter = limiter
+        self._ledger = ledger
 
     def app(self) -> web.Application:
         """The aiohttp application of the API host."""
@@ -130,7 +151,7 @@ class Api:
     ) -> tuple[web.StreamResponse, int | None]:
         if self._settings.latency:
             await asyncio.sleep(self._settings.latency)
-        fault = self._faults.take(request.method, request.path) or self._random_fault()
+        fault = self._faults.take(request.method, request.path) or self._random_fault(request)
         if fault is not None and fault.kind not in PROCESSING_KINDS:
             if fault.kind == "drop_before":
                 return drop_connection(request), None
@@ -147,8 +168,15 @@ class Api:
         malformed = fault.response()
         return malformed, malformed.status
 
-    def _random_fault(self) -> Fault | None:
+    def _random_fault(self, request: web.Request) -> Fault | None:
         settings = self._settings
+        if (
+            settings.lost_create_rate
+            and request.method == "POST"
+            and request.path == CREATE_PATH
+            and self._rng.random() < settings.lost_create_rate
+        ):
+            return Fault.drop_after()
         if not (settings.rate_429 or settings.rate_5xx or settings.drop_rate):
             return None
         draw = self._rng.random()
@@ -193,18 +221,62 @@ class Api:
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         owner = request[_OWNER]
-        parsed = parse_create_body(
-            await _read_body(request), allow_http_callbacks=self._settings.allow_http_callbacks
-        )
+        raw = await _read_body(request)
+        parsed = parse_create_body(raw, allow_http_callbacks=self._settings.allow_http_callbacks)
+        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if key is None or not self._settings.idempotency_keys:
+            return (await self._create_task(owner, parsed))[0]
+        if not _KEY_RE.fullmatch(key):
+            raise Rejection(
+                400,
+                "invalid_parameter",
+                "Idempotency-Key must be 16-96 characters of [A-Za-z0-9._-].",
+                param="Idempotency-Key",
+            )
+        seen = self._ledger.begin(owner, key, raw, clock())
+        if isinstance(seen, Replay):
+            self._stats.replays += 1
+            task = self._store.tasks[seen.task_id]
+            return web.json_response(
+                task.to_json(clock()), headers={IDEMPOTENCY_REPLAYED_HEADER: "true"}
+            )
+        if isinstance(seen, Conflict):
+            return error_response(
+                409,
+                IDEMPOTENCY_CONFLICT_CODE,
+                "This Idempotency-Key was already used for a different request.",
+            )
+        if isinstance(seen, InProgress):
+            return error_response(
+                409,
+                PAID_OUTCOME_UNKNOWN_CODE,
+                "The earlier request with this Idempotency-Key is still being processed.",
+                retry_after=1,
+            )
+        task_id: str | None = None
+        try:
+            response, task_id = await self._create_task(owner, parsed)
+        finally:
+            if task_id is None:
+                self._ledger.abandon(owner, key)
+            else:
+                self._ledger.created(owner, key, task_id)
+        return response
+
+    async def _create_task(
+        self, owner: str, parsed: CreateRequest
+    ) -> tuple[web.Response, str | None]:
+        """Create the task: its answer, and its id (``None`` when refused)."""
         await self._inputs.check(parsed.video_url)
         wait = self._store.seconds_until_slot(owner, clock())
         if wait is not None:
-            return error_response(
+            refusal = error_response(
                 429,
                 "concurrency_limit_exceeded",
                 f"At most {self._settings.concurrency_limit} unfinished tasks per API key.",
                 retry_after=_retry_after(wait),
             )
+            return refusal, None
         task = self._store.create(
             owner=owner,
             video_url=parsed.video_url,
@@ -215,7 +287,7 @@ class Api:
         if task.callback_url is not None:
             self._callbacks.watch(task)
         logger.debug("created %s (ends %s)", task.id, task.outcome)
-        return web.json_response(task.creation_json())
+        return web.json_response(task.creation_json()), task.id
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         owner = request[_OWNER]

@@ -13,10 +13,15 @@ from types import TracebackType
 
 from aiohttp import web
 
-from .._constants import CALLBACK_RETRY_DELAYS, RESULT_URL_LIFETIME_HOURS
+from .._constants import (
+    CALLBACK_RETRY_DELAYS,
+    IDEMPOTENCY_RETENTION_SECONDS,
+    RESULT_URL_LIFETIME_HOURS,
+)
 from ._app import Api, ApiSettings
 from ._callbacks import CallbackSender
 from ._faults import API_FAULT_KINDS, RESULT_FAULT_KINDS, Fault, FaultQueue
+from ._idempotency import IdempotencyLedger
 from ._inputs import InputChecker
 from ._jobs import JobGroup
 from ._limits import RateLimiter
@@ -54,6 +59,8 @@ class Emulator:
       share of tasks that end failed or cancelled.
     - ``rate_429``, ``rate_5xx``, ``drop_rate``: the share of API requests answered
       429, 500/502/503, or dropped with no answer (half before, half after processing).
+    - ``lost_create_rate``: the share of creates that create (and bill) their task and
+      then drop the connection with no answer: the lost answer a key replay resolves.
     - ``concurrency_limit``: unfinished tasks per key; ``rate_limit``: requests per
       second per key; both answer 429 with ``Retry-After`` beyond it.
     - ``latency``: seconds every API request is held before it is handled.
@@ -61,6 +68,10 @@ class Emulator:
       ends.
     - ``allow_http_callbacks`` admits ``http://`` and loopback callback URLs (the API
       admits only public https ones); ``callback_retry_delays`` space the retries.
+    - ``idempotency_keys``: honour ``Idempotency-Key`` on creates, as the gateway does
+      (a repeat gets the original task; another body with the key is a 409), keeping
+      keys ``idempotency_retention`` seconds; ``False`` plays a deployment that ignores
+      them.
     - ``seed`` makes every random draw reproducible.
 
     Raises ``ValueError`` for a knob out of range.
@@ -82,6 +93,7 @@ class Emulator:
         rate_429: float = 0.0,
         rate_5xx: float = 0.0,
         drop_rate: float = 0.0,
+        lost_create_rate: float = 0.0,
         concurrency_limit: int | None = None,
         rate_limit: float | None = None,
         latency: float = 0.0,
@@ -89,6 +101,8 @@ class Emulator:
         result_ttl: float = RESULT_URL_LIFETIME_HOURS * 3600.0,
         allow_http_callbacks: bool = False,
         callback_retry_delays: Sequence[float] = CALLBACK_RETRY_DELAYS,
+        idempotency_keys: bool = True,
+        idempotency_retention: float = IDEMPOTENCY_RETENTION_SECONDS,
         seed: int | None = None,
     ) -> None:
         for name, value in (
@@ -98,6 +112,7 @@ class Emulator:
             ("rate_429", rate_429),
             ("rate_5xx", rate_5xx),
             ("drop_rate", drop_rate),
+            ("lost_create_rate", lost_create_rate),
             ("rate_429 + rate_5xx + drop_rate", rate_429 + rate_5xx + drop_rate),
         ):
             _check_fraction(name, value)
@@ -116,9 +131,13 @@ class Emulator:
             latency < 0
             or result_size < 0
             or result_ttl < 0
+            or idempotency_retention < 0
             or any(d < 0 for d in callback_retry_delays)
         ):
-            raise ValueError("latency, result_size, result_ttl and retry delays cannot be negative")
+            raise ValueError(
+                "latency, result_size, result_ttl, idempotency_retention and retry delays"
+                " cannot be negative"
+            )
 
         self._host, self._port = host, port
         self._result_host, self._result_port = result_host, result_port
@@ -157,6 +176,8 @@ class Emulator:
                 rate_5xx=rate_5xx,
                 drop_rate=drop_rate,
                 concurrency_limit=concurrency_limit,
+                idempotency_keys=idempotency_keys,
+                lost_create_rate=lost_create_rate,
             ),
             store=self._store,
             stats=self.stats,
@@ -165,6 +186,7 @@ class Emulator:
             callbacks=self._callbacks,
             limiter=None if rate_limit is None else RateLimiter(rate_limit),
             inputs=self._inputs,
+            ledger=IdempotencyLedger(idempotency_retention),
         )
         self._runners: list[web.AppRunner] = []
         self._base_url: str | None = None

@@ -58,6 +58,8 @@ class Stats:
 
     requests: list[RequestRecord] = attrs.Factory(list)
     creates: int = 0
+    # Creates answered from the idempotency ledger with the original task.
+    replays: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     result_requests: list[ResultRequestRecord] = attrs.Factory(list)
