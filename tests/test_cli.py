@@ -189,6 +189,26 @@ async def test_batch_reports_bad_rows_by_line_and_edits_the_others(
     assert len(list((tmp_path / "clips-results").iterdir())) == 2
 
 
+@pytest.mark.parametrize("replay", [True, False])
+async def test_batch_replays_lost_creates_unless_told_not_to(
+    make_emulator: EmulatorFactory, tmp_path: Path, replay: bool
+) -> None:
+    emu = await make_emulator(processing_time=(0.05, 0.1), lost_create_rate=1.0, seed=2)
+    manifest = _manifest(
+        tmp_path / "m.csv", [f"https://m.example/{i}.mp4,edit {i}" for i in range(3)]
+    )
+    flags = [] if replay else ["--no-replay-creates"]
+    code, stdout, _ = await _run(
+        "batch", str(manifest), "--no-preflight", "--json", *flags, env=_env(emu)
+    )
+    summary = json.loads(stdout.splitlines()[-1])
+    assert code == 1
+    assert summary["uncertain"] == 3  # every answer is lost, replays' included
+    assert len(emu.tasks) == 3  # and still one task per row
+    # With replays, each row's create went out again with its key: one task, five sends.
+    assert emu.stats.replays == (12 if replay else 0)
+
+
 async def test_batch_that_completes_everything_exits_0_with_plain_lines_off_a_terminal(
     emu: Emulator, tmp_path: Path
 ) -> None:

@@ -46,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "emulator":
         return _emulator(args)
     ctx = Context(
-        api_key=args.api_key, base_url=args.base_url, json=args.json, verbose=args.verbose
+        api_key=args.api_key,
+        base_url=args.base_url,
+        json=args.json,
+        verbose=args.verbose,
+        replay_creates=args.replay_creates,
     )
     if args.verbose:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")

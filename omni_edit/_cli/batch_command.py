@@ -247,7 +247,8 @@ def _summarize(
     ctx.say(f"  credits  {credits:.1f} reserved by the tasks this run submitted")
     if tally["uncertain"]:
         ctx.say(
-            f"{tally['uncertain']} input(s) may have created a task that is billed: check,"
-            " then rerun with --resubmit-uncertain to submit them again"
+            f"{tally['uncertain']} input(s) got no answer to their create request, even"
+            " after replays: running the same command again replays their recorded keys,"
+            " which finds a task already made instead of paying twice"
         )
     return status

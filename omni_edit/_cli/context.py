@@ -34,6 +34,7 @@ class Context:
     base_url: str | None = None
     json: bool = False
     verbose: bool = False
+    replay_creates: bool = True
     out: TextIO = attrs.field(factory=lambda: sys.stdout)
     err: TextIO = attrs.field(factory=lambda: sys.stderr)
     # What to tell the user if Ctrl-C ends the run now (set as a command goes along).
@@ -56,7 +57,13 @@ class Context:
         try:
             # Callbacks go to the user's own receiver, never to this process: its waits
             # poll callback tasks as usual, not as a slow safety net.
-            return Client(api_key, base_url=self.base_url, poll=poll, receives_callbacks=False)
+            return Client(
+                api_key,
+                base_url=self.base_url,
+                poll=poll,
+                receives_callbacks=False,
+                replay_creates=self.replay_creates,
+            )
         except ValidationError as exc:
             if exc.field == "api_key" and not key_given:
                 raise UsageError(

@@ -72,6 +72,14 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         help="machine-readable output: one JSON object per line on stdout",
     )
     group.add_argument(
+        "--no-replay-creates",
+        dest="replay_creates",
+        action="store_false",
+        default=default(True),
+        help="for a deployment that ignores Idempotency-Key: never resend a create whose"
+        " answer was lost (it is reported uncertain instead)",
+    )
+    group.add_argument(
         "--verbose",
         "-v",
         action="store_true",
@@ -185,7 +193,10 @@ def _add_batch(commands: _Commands) -> None:
     batch.add_argument(
         "--resubmit-uncertain",
         action="store_true",
-        help="resubmit inputs whose create request's answer was lost (may pay twice)",
+        help=(
+            "with --no-replay-creates: resubmit inputs whose create request's answer was"
+            " lost (may pay twice)"
+        ),
     )
     batch.add_argument(
         "--report", type=Path, metavar="FILE", help="write one row per input (.csv, else JSONL)"
