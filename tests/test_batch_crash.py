@@ -12,7 +12,7 @@ import anyio
 import pytest
 from by_hand import finish_tasks_by_hand
 
-from omni_edit.emulator import Emulator
+from omni_edit.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -22,12 +22,12 @@ import asyncio, sys
 import omni_edit as oe
 
 async def main() -> None:
-    base_url, journal, resubmit = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    base_url, journal = sys.argv[1], sys.argv[2]
     policy = oe.PollPolicy(min_interval=0.02, max_interval=0.2)
     async with oe.Client("crash-key", base_url=base_url, poll=policy) as client:
         inputs = ((f"https://m.example/{i}.mp4", f"prompt {i}") for i in range({n}))
         async for o in client.edit_many(
-            inputs, journal=journal, concurrency=10, resubmit_uncertain=resubmit
+            inputs, journal=journal, concurrency=10
         ):
             print(o.index, "ok" if o.ok else type(o.error).__name__, flush=True)
 
@@ -39,12 +39,12 @@ def _parse(out: str) -> dict[int, str]:
     return {int(i): status for i, status in (line.split() for line in out.splitlines() if line)}
 
 
-async def _run(emu: Emulator, journal: Path, *, resubmit: bool = False) -> dict[int, str]:
+async def _run(emu: Emulator, journal: Path) -> dict[int, str]:
     """Run the batch to its end, finishing its tasks by hand meanwhile."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(finish_tasks_by_hand, emu)
         result = await anyio.run_process(
-            [sys.executable, "-c", CHILD, emu.base_url, str(journal), "1" if resubmit else "0"],
+            [sys.executable, "-c", CHILD, emu.base_url, str(journal)],
             check=True,
         )
         tg.cancel_scope.cancel()
@@ -61,7 +61,7 @@ async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: 
     # the batch is still running when it is killed.
     async with Emulator(processing_time=(600, 600), estimated_time=0.4, seed=9) as emu:
         async with await anyio.open_process(
-            [sys.executable, "-c", CHILD, emu.base_url, str(journal), "0"],
+            [sys.executable, "-c", CHILD, emu.base_url, str(journal)],
             stdout=-1,
         ) as proc:
             assert proc.stdout is not None
@@ -78,6 +78,14 @@ async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: 
                     seen += await proc.stdout.receive()
                 while len(emu.tasks) < 15 or not set(emu.tasks) <= _polled(emu):
                     await anyio.sleep(0.01)
+                # Then two creates in flight: handled (their tasks exist, billed) with the
+                # answers held back, so the kill lands between the send and the record.
+                made = len(emu.tasks)
+                emu.inject(Fault.delay(60), method="POST", times=2)
+                for task_id in list(emu.tasks)[5:7]:
+                    emu.complete(task_id)  # frees two workers to send those creates
+                while len(emu.tasks) < made + 2 or emu.stats.in_flight < 2:
+                    await anyio.sleep(0.01)
             os.kill(proc.pid, signal.SIGKILL)
             await proc.wait()
         assert proc.returncode == -signal.SIGKILL
@@ -85,17 +93,12 @@ async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: 
         assert 0 < len(first) < N
 
         second = await _run(emu, journal)
+        # The two inputs killed mid-create were recorded "submitting" with their keys
+        # before the send: the rerun replays the keys and gets the tasks the killed run
+        # paid for, instead of reporting them uncertain or paying again.
         assert sorted(second) == list(range(N))
-        uncertain = {i for i, status in second.items() if status != "ok"}
-        # Only a kill between "about to send" and "answer recorded" leaves an input
-        # uncertain, and an uncertain input is reported, never silently resubmitted.
-        assert all(second[i] == "SubmissionUncertainError" for i in uncertain)
-        assert len(uncertain) <= 2
+        assert set(second.values()) == {"ok"}
+        assert emu.stats.replays == 2
         created = Counter(t.prompt for t in emu.tasks.values())
+        assert sorted(created) == sorted(f"prompt {i}" for i in range(N))
         assert max(created.values()) == 1
-        assert all(created[f"prompt {i}"] == 1 for i in range(N) if i not in uncertain)
-
-        third = await _run(emu, journal, resubmit=True)
-        assert set(third.values()) == {"ok"}
-        again = Counter(t.prompt for t in emu.tasks.values())
-        assert all(again[f"prompt {i}"] == 1 for i in range(N) if i not in uncertain)
