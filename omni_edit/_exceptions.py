@@ -20,6 +20,7 @@
     ├── SubmissionUncertainError   a create request whose outcome is unknown
     ├── TaskFailedError            the task ended failed or cancelled
     ├── WaitTimeoutError           a wait ran out of time
+    ├── JournalError               the batch journal could not be read or written
     └── DownloadError              a result could not be saved
         └── ResultExpiredError     the result link is past its 24 hours
 
@@ -44,6 +45,7 @@ __all__ = [
     "DownloadError",
     "IdempotencyConflictError",
     "InsufficientQuotaError",
+    "JournalError",
     "MalformedResponseError",
     "NotFoundError",
     "OmniEditError",
@@ -235,6 +237,14 @@ class WaitTimeoutError(OmniEditError, TimeoutError):
     def __init__(self, message: str, *, task: Task | None) -> None:
         super().__init__(message)
         self.task = task
+
+
+class JournalError(OmniEditError):
+    """The batch journal could not be read or written (a full disk, a read-only file,
+    a lock held too long). ``edit_many`` submits nothing more once it happens: what it
+    cannot record it could pay for twice. Tasks already created are never lost: their
+    outcomes carry them, and their ids are logged. Fix the cause, then run the same batch
+    again: it resumes from what the journal holds."""
 
 
 class DownloadError(OmniEditError):

@@ -49,6 +49,7 @@ PUBLIC = {
     "EditRequest",
     "IdempotencyConflictError",
     "InsufficientQuotaError",
+    "JournalError",
     "MalformedResponseError",
     "MediaInfo",
     "NotFoundError",

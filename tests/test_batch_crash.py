@@ -102,3 +102,55 @@ async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: 
         created = Counter(t.prompt for t in emu.tasks.values())
         assert sorted(created) == sorted(f"prompt {i}" for i in range(N))
         assert max(created.values()) == 1
+
+
+FULL_DISK_CHILD = """
+import asyncio, resource, signal, sys
+import omni_edit as oe
+
+async def main() -> None:
+    base_url, journal, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if limit:
+        # A disk that fills up: past this size a write fails (EFBIG) instead of the
+        # process being killed by SIGXFSZ.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    policy = oe.PollPolicy(min_interval=0.02, max_interval=0.1)
+    async with oe.Client("disk-key", base_url=base_url, poll=policy) as client:
+        inputs = ((f"https://m.example/{i}.mp4", f"prompt {i}") for i in range(30))
+        async for o in client.edit_many(inputs, journal=journal, concurrency=4):
+            print(o.index, "ok" if o.ok else type(o.error).__name__, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_full_disk_stops_the_batch_and_the_rerun_bills_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "run.sqlite"
+    async with Emulator(processing_time=(0.02, 0.05), estimated_time=0.03, seed=3) as emu:
+        full = await anyio.run_process(
+            [sys.executable, "-c", FULL_DISK_CHILD, emu.base_url, str(journal), "40000"],
+            check=False,
+        )
+        errors = full.stderr.decode()
+        assert full.returncode == 0, errors  # every input got an outcome; no crash
+        assert "Traceback" not in errors
+        first = _parse(full.stdout.decode())
+        assert sorted(first) == list(range(30))
+        assert set(first.values()) <= {"ok", "JournalError"}
+        assert list(first.values()).count("JournalError") >= 20  # stopped, not ploughed on
+        made = len(emu.tasks)
+        assert made < 30  # nothing was submitted once the journal could not be written
+
+        rerun = await anyio.run_process(
+            [sys.executable, "-c", FULL_DISK_CHILD, emu.base_url, str(journal), "0"],
+            check=True,
+        )
+        second = _parse(rerun.stdout.decode())
+    assert sorted(second) == list(range(30))
+    assert set(second.values()) == {"ok"}  # none uncertain, none lost
+    created = Counter(t.prompt for t in emu.tasks.values())
+    assert len(created) == 30
+    assert max(created.values()) == 1

@@ -28,6 +28,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
 )
 from os import PathLike
 from pathlib import Path
@@ -38,6 +39,7 @@ import attrs
 from .._exceptions import (
     ACCOUNT_ERRORS,
     APIConnectionError,
+    JournalError,
     OmniEditError,
     RateLimitError,
     ServerError,
@@ -211,9 +213,10 @@ class _Batch:
                 break
             path = await self._save(index, task, request)
             if self.journal:
-                await self.journal.completed(
-                    index, digest, task.id, task.result_url, str(path) if path else None
-                )
+                with self._journal_guard(index, task):
+                    await self.journal.completed(
+                        index, digest, task.id, task.result_url, str(path) if path else None
+                    )
             return EditOutcome(index=index, request=request, task=task, path=path)
         except Exception as exc:
             if not isinstance(exc, OmniEditError):
@@ -350,9 +353,12 @@ class _Batch:
             callback_url=request.callback_url,
             idempotency_key=key,
         )
-        # Recorded in the same protected step: losing a task id is paying twice.
+        # Recorded in the same protected step: losing a task id is paying twice. If it
+        # cannot be, the task still goes on to its outcome (the journal's "submitting"
+        # row holds the key, so a rerun replays it and gets this task).
         reserved = task.usage.credits_reserved if task.usage else None
-        await journal.submitted(index, task.id, reserved)
+        with self._journal_guard(index, task):
+            await journal.submitted(index, task.id, reserved)
         return task
 
     async def _save(self, index: int, task: Task, request: EditRequest) -> Path | None:
@@ -367,9 +373,12 @@ class _Batch:
     ) -> None:
         if isinstance(exc, ACCOUNT_ERRORS) and self.halt is None:
             self.halt = exc
+        if isinstance(exc, JournalError):
+            self._journal_broken(exc, index, task)
+            return
         if self.journal is None:
             return
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), self._journal_guard(index, task):
             if isinstance(exc, SubmissionUncertainError):
                 await self.journal.uncertain(index, str(exc))
                 return
@@ -389,6 +398,30 @@ class _Batch:
                 retryable=retryable,
                 task_id=task.id if task else None,
             )
+
+    def _journal_broken(self, exc: JournalError, index: int, task: Task | None) -> None:
+        """A journal write failed: submit nothing more (what cannot be recorded could be
+        paid for twice), and put a task that exists where it cannot be lost."""
+        if self.halt is None or not isinstance(self.halt, JournalError):
+            self.halt = exc
+        if task is not None:
+            # The last resort for a paid task's id: the log (stderr by default) and the
+            # outcome, which carries the task.
+            logger.error(
+                "input %d: task %s exists and is billed, but the journal could not record it (%s)",
+                index,
+                task.id,
+                exc.__cause__ or exc,
+            )
+
+    @contextlib.contextmanager
+    def _journal_guard(self, index: int, task: Task | None) -> Iterator[None]:
+        """Around a journal write whose failure must not fail the input: the input's own
+        outcome stands, and the batch stops submitting."""
+        try:
+            yield
+        except JournalError as exc:
+            self._journal_broken(exc, index, task)
 
     # --- Progress -------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ one worker thread, off the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 import anyio
 import attrs
 
-from .._exceptions import ValidationError
+from .._exceptions import JournalError, ValidationError
 
 __all__ = ["Journal", "JournalEntry", "JournalState", "fingerprint"]
 
@@ -137,7 +138,14 @@ class Journal:
         return cls(await anyio.to_thread.run_sync(connect), str(path))
 
     async def _run(self, fn: Callable[[], _T]) -> _T:
-        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(
+                f"the journal {self.path} could not be used ({exc}): free disk space, or"
+                " make the file writable, then run the same batch again; it resumes from"
+                " what the journal holds"
+            ) from exc
 
     async def get(self, index: int) -> JournalEntry | None:
         def read() -> Any:
@@ -236,4 +244,5 @@ class Journal:
         )
 
     async def close(self) -> None:
-        await self._run(self._conn.close)
+        with contextlib.suppress(JournalError):
+            await self._run(self._conn.close)

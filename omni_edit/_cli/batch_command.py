@@ -22,7 +22,7 @@ import attrs
 from .._batch.inputs import output_name
 from .._client import Client
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
-from .._exceptions import ACCOUNT_ERRORS
+from .._exceptions import ACCOUNT_ERRORS, JournalError
 from .._models import EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
@@ -189,9 +189,9 @@ def _open_report(path: Path | None) -> Report | None:
 
 
 def _halted(outcome: EditOutcome) -> bool:
-    # A refused key or an empty account fails every input alike: it is the user's
-    # setup, not the edits.
-    return isinstance(outcome.error, ACCOUNT_ERRORS)
+    # A refused key, an empty account or a journal that cannot be written fails every
+    # input alike: it is the user's setup, not the edits, and it is told once.
+    return isinstance(outcome.error, (*ACCOUNT_ERRORS, JournalError))
 
 
 def _show(
