@@ -358,12 +358,29 @@ async def test_a_lost_create_answer_in_a_batch_is_replayed_not_billed_twice(
     assert _created(emu)["prompt 0"] == 1
 
 
-async def test_an_uncertain_create_is_replayed_with_its_recorded_key_on_rerun(
-    make_client: ClientFactory, emu: Emulator, tmp_path: Path
+async def test_a_batch_keeps_replaying_a_key_whose_sends_all_went_unanswered(
+    make_client: ClientFactory, emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(retry, "BACKOFF_BASE_SECONDS", 0.01)
+    client = await make_client(emu, KEY, poll=FAST, max_retries=1)
+    emu.inject(Fault.drop_after(), method="POST", times=6)  # three submits' worth
+    [outcome] = await _collect(client.edit_many(_inputs(1)))
+    assert outcome.ok, outcome.error
+    assert _created(emu)["prompt 0"] == 1
+    assert emu.stats.replays == 6
+
+
+async def test_an_uncertain_create_is_replayed_with_its_recorded_key_on_rerun(
+    make_client: ClientFactory,
+    emu: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retry, "BACKOFF_BASE_SECONDS", 0.01)
     journal = tmp_path / "run.sqlite"
     client = await make_client(emu, KEY, poll=FAST, max_retries=1)
-    emu.inject(Fault.drop_after(), method="POST", times=2)  # the send and its one replay
+    sends = 2 * (_batch._SUBMIT_RETRIES + 1)  # every send and replay of the first run
+    emu.inject(Fault.drop_after(), method="POST", times=sends)
     [outcome] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert isinstance(outcome.error, oe.SubmissionUncertainError)
     key = outcome.error.idempotency_key
@@ -377,7 +394,7 @@ async def test_an_uncertain_create_is_replayed_with_its_recorded_key_on_rerun(
     [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert again.ok, again.error
     assert _created(emu)["prompt 0"] == 1  # the replay found the task the lost send made
-    assert emu.stats.replays == 2
+    assert emu.stats.replays == sends
 
 
 async def test_without_replays_an_uncertain_input_is_resubmitted_only_when_asked(

@@ -291,6 +291,17 @@ class _Batch:
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
                 task = await self._create(index, digest, request, attempts, key)
+            except SubmissionUncertainError as exc:
+                # Every send of this key went unanswered. Sending it again is still safe
+                # (the gateway answers a known key with its task), and a batch outlives
+                # a bad minute: keep replaying, as for refusals. The journal's row stays
+                # "submitting" with the key.
+                if not self.client.replay_creates or exc.idempotency_key != key:
+                    raise
+                if refusal == _SUBMIT_RETRIES:
+                    raise
+                await anyio.sleep(retry_delay(refusal, None))
+                continue
             except (RateLimitError, ServerError, APIConnectionError) as exc:
                 # Reaching here (not SubmissionUncertainError) means nothing was made.
                 if self.journal:
