@@ -10,7 +10,9 @@ import attrs
 __all__ = ["ContentRange", "parse_content_range"]
 
 # "bytes 0-99/1234", "bytes 0-99/*" (length unknown) or "bytes */1234" (unsatisfied).
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+# At most 18 digits a number (under 2**63): a longer one is no file size, and thousands
+# of digits would make int() itself fail (Python's limit on digit strings).
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d{1,18})-(\d{1,18})|\*)/(\d{1,18}|\*)")
 
 
 @attrs.frozen
@@ -24,11 +26,14 @@ class ContentRange:
 
 
 def parse_content_range(value: str | None) -> ContentRange | None:
-    """The header's value parsed, or ``None`` when it is missing or malformed."""
+    """The header's value parsed, or ``None`` when it is missing, malformed or absurd
+    (a number of more than 18 digits, a last byte before the first)."""
     match = _CONTENT_RANGE.fullmatch((value or "").strip())
     if match is None:
         return None
     first, last, length = match.groups()
+    if first is not None and int(last) < int(first):
+        return None
     return ContentRange(
         first=None if first is None else int(first),
         last=None if last is None else int(last),
