@@ -117,10 +117,24 @@ async def test_a_journal_of_another_schema_version_is_refused(
         assert outcome.ok
         with sqlite3.connect(journal) as conn:
             conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-        with pytest.raises(oe.ValidationError, match="schema version 99"):
+        with pytest.raises(oe.ValidationError, match="schema version '99'"):
             async for _ in client.edit_many([(CLIP, "warmer")], journal=journal):
                 pass
     assert len(emu.tasks) == 1
+
+
+async def test_a_hostile_journal_version_is_shown_bounded(emu: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "run.sqlite"
+    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST) as client:
+        async for _ in client.edit_many([(CLIP, "warmer")], journal=journal):
+            pass
+        with sqlite3.connect(journal) as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", ("\n" * 10**5,))
+        with pytest.raises(oe.ValidationError) as info:
+            async for _ in client.edit_many([(CLIP, "warmer")], journal=journal):
+                pass
+    assert len(str(info.value)) < 500
+    assert "\n" not in str(info.value)
 
 
 async def test_a_file_that_is_not_a_journal_is_refused(emu: Emulator, tmp_path: Path) -> None:

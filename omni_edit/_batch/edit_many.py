@@ -98,6 +98,8 @@ class _Batch:
         # handed to ``on_progress`` as it is.
         self.progress = BatchProgress()
         self._reported = self.progress
+        # Tasks whose ids the journal could not record, already told to the log.
+        self._unrecorded: set[str] = set()
 
     async def run(
         self,
@@ -415,7 +417,8 @@ class _Batch:
         paid for twice), and put a task that exists where it cannot be lost."""
         if self.halt is None or not isinstance(self.halt, JournalError):
             self.halt = exc
-        if task is not None:
+        if task is not None and task.id not in self._unrecorded:
+            self._unrecorded.add(task.id)  # one line a task, not one a failed write
             # The last resort for a paid task's id: the log (stderr by default) and the
             # outcome, which carries the task.
             logger.error(

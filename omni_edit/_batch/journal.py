@@ -127,7 +127,9 @@ class Journal:
             if found != str(SCHEMA_VERSION):
                 conn.close()
                 raise ValidationError(
-                    f"the journal {os.fspath(path)} was written with schema version {found};"
+                    # The file may be anyone's: show its version bounded and quoted.
+                    f"the journal {os.fspath(path)} was written with schema version"
+                    f" {str(found)[:20]!r};"
                     f" this omni_edit reads version {SCHEMA_VERSION}. Finish that batch with"
                     " the omni_edit version that started it, or start afresh with a new"
                     " journal file",

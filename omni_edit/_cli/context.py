@@ -47,7 +47,7 @@ class Context:
         try:
             return resolve_base_url(self.base_url)
         except ValidationError:
-            return str(self.base_url)
+            return self.base_url or f"${BASE_URL_ENV_VAR}"
 
     def open_client(self, *, poll: PollPolicy | None = None, key_needed: bool = True) -> Client:
         """A client for the global options. ``UsageError`` (exit 2) when no key is found
