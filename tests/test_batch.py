@@ -397,6 +397,31 @@ async def test_an_uncertain_create_is_replayed_with_its_recorded_key_on_rerun(
     assert emu.stats.replays == sends
 
 
+async def test_refused_replays_of_an_earlier_runs_key_leave_it_uncertain_not_failed(
+    make_client: ClientFactory,
+    emu: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retry, "BACKOFF_BASE_SECONDS", 0.01)
+    journal = tmp_path / "run.sqlite"
+    client = await make_client(emu, KEY, poll=FAST, max_retries=1)
+    sends = 2 * (_batch._SUBMIT_RETRIES + 1)
+    emu.inject(Fault.drop_after(), method="POST", times=sends)  # made, answer lost
+    [first] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert isinstance(first.error, oe.SubmissionUncertainError)
+
+    # The next run's replays are all refused: that says nothing of the first run's send.
+    refused = Fault.status(429, headers={"Retry-After": "0"})
+    emu.inject(refused, method="POST", times=sends)
+    [second] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert isinstance(second.error, oe.SubmissionUncertainError), second.error
+
+    [third] = await _collect(client.edit_many(_inputs(1), journal=journal))
+    assert third.ok, third.error
+    assert _created(emu)["prompt 0"] == 1  # the key, kept, found the first run's task
+
+
 async def test_without_replays_an_uncertain_input_is_resubmitted_only_when_asked(
     make_client: ClientFactory, emu: Emulator, tmp_path: Path
 ) -> None:

@@ -12,8 +12,9 @@ workers, and nothing is left behind.
 
 Every input yields exactly one ``EditOutcome``; a failure is an outcome, never an
 exception that ends the batch. Auth and quota refusals (401/402/403) would fail every
-input alike: the first one stops new submissions, and the inputs not yet submitted end
-with that error while open edits still finish.
+input alike, and a journal that cannot be written would record nothing: the first one
+stops new submissions, and the inputs not yet submitted end with that error while open
+edits still finish.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ __all__ = ["BatchOptions", "run_edit_many"]
 
 logger = logging.getLogger("omni_edit")
 
-# Refusals that certainly created nothing, worth waiting out inside a batch rather than
-# ending the input: a batch outlives a throttling episode.
+# Refusals that certainly created nothing, and creates whose every send went unanswered
+# (replayed with the same key), are worth waiting out inside a batch rather than ending
+# the input: a batch outlives a throttling episode or a bad minute of the network.
 _SUBMIT_RETRIES = 8
 # Resubmitting a task that failed "later"-retryably (docs/api.md#task-error-codes): give
 # the service time.
@@ -289,6 +291,17 @@ class _Batch:
             raise self.halt
         if self.options.preflight:
             await self.client.preflight(request.video_url)
+        # Once a send of this key may have made the task (an earlier run's key, or a
+        # round here that went unanswered), a later refusal proves nothing: the input
+        # stays "submitting" with its key, and ends uncertain, never "failed" (a rerun
+        # would then submit it afresh, under a new key, and could pay twice).
+        maybe_made: SubmissionUncertainError | None = None
+        if key is not None:
+            maybe_made = SubmissionUncertainError(
+                "an earlier run sent this input's create request and never learnt the"
+                f" answer; replays of its Idempotency-Key {key} were refused",
+                idempotency_key=key,
+            )
         key = key or new_idempotency_key()
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
@@ -296,17 +309,21 @@ class _Batch:
             except SubmissionUncertainError as exc:
                 # Every send of this key went unanswered. Sending it again is still safe
                 # (the gateway answers a known key with its task), and a batch outlives
-                # a bad minute: keep replaying, as for refusals. The journal's row stays
-                # "submitting" with the key.
+                # a bad minute: keep replaying, as for refusals.
                 if not self.client.replay_creates or exc.idempotency_key != key:
                     raise
                 if refusal == _SUBMIT_RETRIES:
                     raise
+                maybe_made = exc
                 await anyio.sleep(retry_delay(refusal, None))
                 continue
             except (RateLimitError, ServerError, APIConnectionError) as exc:
-                # Reaching here (not SubmissionUncertainError) means nothing was made.
-                if self.journal:
+                # Reaching here (not SubmissionUncertainError) means this call made
+                # nothing; an earlier send of the key may have.
+                if maybe_made is not None:
+                    if refusal == _SUBMIT_RETRIES:
+                        raise maybe_made from exc
+                elif self.journal:
                     await self.journal.failed(
                         index, digest, code=None, message=str(exc), retryable=True
                     )
