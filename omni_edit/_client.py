@@ -16,7 +16,8 @@ import aiohttp
 import anyio
 
 from ._batch.edit_many import BatchOptions, run_edit_many
-from ._config import resolve_api_key, resolve_base_url
+from ._batch.inputs import check_destination_callable
+from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url
 from ._exceptions import (
     DownloadError,
     SubmissionUncertainError,
@@ -316,7 +317,7 @@ class Client:
         resubmit_uncertain: bool = False,
         preflight: bool = False,
         task_retries: int = 2,
-        destination: Callable[[int, EditRequest], str | PathLike[str]] | None = None,
+        destination: Callable[[int, EditRequest, int], str | PathLike[str]] | None = None,
     ) -> AsyncGenerator[EditOutcome, None]:
         """Edit many clips; yield one ``EditOutcome`` per input, in completion order.
 
@@ -325,14 +326,25 @@ class Client:
         sits in memory. At most ``concurrency`` edits are open at once (default: four
         per allowed request in flight); the client's ``max_concurrency`` still caps HTTP
         requests. A failure is an outcome with ``error``, never an exception that ends the
-        batch. With ``download_dir`` each result is saved there promptly under a name
-        derived from its input; ``destination(index, request)``, if given, chooses each
-        result's path instead (and saves results without ``download_dir``). With
-        ``preflight=True`` each clip's MP4 header is read first (see ``preflight``) and a
-        clip the API would refuse fails before it is billed. With ``journal`` (a SQLite
-        file path) a rerun of the same inputs skips what is done, resumes waiting on what
-        was submitted, and never submits an input twice; inputs whose create request had
-        an unknown outcome are reported as ``SubmissionUncertainError`` unless
+        batch. Identical inputs are deliberate takes: each is its own task and its own
+        file. With ``download_dir`` each result is saved there promptly under a name
+        derived from its input (``-take2``, ``-take3``... for the 2nd and 3rd identical
+        input); ``destination(index, request, occurrence)``, if given, chooses each
+        result's path instead (and saves results without ``download_dir``): ``occurrence``
+        tells identical inputs apart (0 for the first). With ``preflight=True`` each clip's
+        MP4 header is read first (see ``preflight``) and a clip the API would refuse fails
+        before it is billed.
+
+        With ``journal`` (a SQLite file path) every input is recorded by what it is (its
+        clip, prompt, callback URL and occurrence), not by its position: a rerun, with
+        rows added, removed, reordered or fixed, skips what is done, resumes waiting on
+        what was submitted, replays the recorded Idempotency-Key of a create whose answer
+        was lost, and submits only what is new. Several processes (or calls) may share
+        one journal: each input is claimed by one of them at a time, a dead one's inputs
+        are taken over when its lease lapses, and each caller still gets an outcome for
+        every input (``resumed`` for those another worker did). Where the key cannot be
+        replayed (``Client(replay_creates=False)``), an input whose create had an unknown
+        outcome is reported as ``SubmissionUncertainError`` unless
         ``resubmit_uncertain=True``.
         Tasks that fail with a retryable code are resubmitted up to ``task_retries``
         times. ``on_progress(BatchProgress)`` (sync or async) hears every change.
@@ -345,6 +357,8 @@ class Client:
             raise ValidationError("concurrency must be at least 1", field="concurrency")
         if task_retries < 0:
             raise ValidationError("task_retries must be 0 or more", field="task_retries")
+        if destination is not None:
+            check_destination_callable(destination)
         options = BatchOptions(
             concurrency=concurrency or 4 * self.max_concurrency,
             download_dir=Path(download_dir) if download_dir is not None else None,
@@ -354,6 +368,7 @@ class Client:
             preflight=preflight,
             task_retries=task_retries,
             destination=destination,
+            lease_seconds=journal_lease_seconds() if journal is not None else None,
         )
         return run_edit_many(self, requests, options)
 

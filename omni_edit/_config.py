@@ -12,7 +12,11 @@ from ._exceptions import ValidationError
 from ._redact import Secret
 from ._wire.validation import validate_base_url
 
-__all__ = ["find_api_key", "resolve_api_key", "resolve_base_url"]
+__all__ = ["find_api_key", "journal_lease_seconds", "resolve_api_key", "resolve_base_url"]
+
+# A tuning knob, not a setting most need: how long a batch worker's claim on an input
+# lasts unless renewed (docs/reliability.md#journal).
+JOURNAL_LEASE_ENV_VAR = "OMNI_EDIT_JOURNAL_LEASE_SECONDS"
 
 
 def find_api_key(api_key: str | None = None) -> str | None:
@@ -52,3 +56,21 @@ def resolve_base_url(base_url: str | None = None) -> str:
     ``ValidationError`` (field ``base_url``) for anything but https, or plain http to a
     loopback host."""
     return validate_base_url(base_url or os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL)
+
+
+def journal_lease_seconds() -> float | None:
+    """``$OMNI_EDIT_JOURNAL_LEASE_SECONDS``, or ``None`` for the default."""
+    raw = os.environ.get(JOURNAL_LEASE_ENV_VAR)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.1 <= value <= 3600:
+        raise ValidationError(
+            f"${JOURNAL_LEASE_ENV_VAR} must be a number of seconds from 0.1 to 3600,"
+            f" not {raw[:20]!r}",
+            field="journal",
+        )
+    return value

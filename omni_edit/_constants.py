@@ -97,3 +97,14 @@ PAID_OUTCOME_UNKNOWN_CODE: Final = "paid_outcome_unknown"
 # How long the gateway keeps a key (the emulator's figure; the gateway's is not
 # published, and Stripe's, whose model it follows, is 24 hours).
 IDEMPOTENCY_RETENTION_SECONDS: Final = 24 * 3600.0
+
+# --- The batch journal (docs/reliability.md#journal) ------------------------------------
+# How long a worker's claim on an input lasts unless renewed; renewed every third of it.
+# A dead worker's inputs are taken over this long after its last renewal. Ours:
+# long enough that a busy machine's stall does not pass for a death.
+JOURNAL_LEASE_SECONDS: Final = 30.0
+# Inputs another worker holds are put aside and looked at again later; past this many,
+# a worker waits for the oldest one before reading more, so memory stays bounded.
+JOURNAL_DEFERRED_MAX: Final = 1000
+# How often a worker looks again at an input another worker holds.
+JOURNAL_BUSY_POLL_SECONDS: Final = 0.5

@@ -166,13 +166,21 @@ class MediaInfo:
 
 @attrs.frozen
 class EditOutcome:
-    """The end of one input of ``edit_many``: a completed task, or the error that ended it."""
+    """The end of one input of ``edit_many``: a completed task, or the error that ended it.
+
+    ``index`` is the input's place in this run's stream; ``occurrence`` which take it is
+    among identical inputs (0 for the first). ``resumed`` is true when nothing was done
+    for it in this run: the journal already held its outcome, from an earlier run or
+    another worker sharing the journal.
+    """
 
     index: int
     request: EditRequest | None
     task: Task | None = None
     error: BaseException | None = None
     path: Path | None = None
+    occurrence: int = 0
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:

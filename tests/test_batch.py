@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -15,7 +16,6 @@ import pytest
 
 import omni_edit as oe
 from omni_edit._batch import edit_many as _batch
-from omni_edit._batch.journal import Journal, JournalState
 from omni_edit._http import download, retry
 from omni_edit.emulator import Emulator, Fault
 
@@ -315,6 +315,12 @@ async def test_auth_failure_stops_new_submissions() -> None:
 # --- Journal --------------------------------------------------------------------------------
 
 
+def _rows(journal: Path, columns: str) -> list[tuple[Any, ...]]:
+    """The journal's rows, read as any SQLite reader would."""
+    with contextlib.closing(sqlite3.connect(journal)) as conn:
+        return conn.execute(f"SELECT {columns} FROM items ORDER BY rowid").fetchall()
+
+
 async def test_a_rerun_with_the_journal_skips_what_is_done(
     client: oe.Client, emu: Emulator, tmp_path: Path
 ) -> None:
@@ -384,12 +390,9 @@ async def test_an_uncertain_create_is_replayed_with_its_recorded_key_on_rerun(
     [outcome] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert isinstance(outcome.error, oe.SubmissionUncertainError)
     key = outcome.error.idempotency_key
-    j = await Journal.open(journal)
-    entry = await j.get(0)
-    await j.close()
-    assert entry is not None
-    assert entry.state is JournalState.UNCERTAIN
-    assert entry.idempotency_key == key  # recorded before the first send
+    [(state, recorded)] = _rows(journal, "state, idempotency_key")
+    assert state == "uncertain"
+    assert recorded == key  # recorded before the first send
 
     [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert again.ok, again.error
@@ -460,17 +463,64 @@ async def test_a_batch_with_a_third_of_create_answers_lost_completes_with_no_dup
     assert emu.stats.replays >= 20  # about 30 of the 100 first sends went unanswered
 
 
-async def test_a_journal_for_other_inputs_is_refused(
+async def test_an_edited_input_list_submits_only_what_is_new_or_fixed(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    """The journal keys inputs by what they are: a row inserted at the top, rows
+    reordered, one deleted and one prompt fixed resubmit only the new and fixed rows."""
+    journal = tmp_path / "run.sqlite"
+    first = _inputs(30)
+    assert all(o.ok for o in await _collect(client.edit_many(first, journal=journal)))
+    assert len(emu.tasks) == 30
+    edited = list(reversed(first))  # reordered
+    del edited[5]  # one deleted
+    edited[10] = (edited[10][0], edited[10][1] + " (fixed)")  # one prompt fixed
+    fixed = edited[10][1]
+    edited.insert(0, ("https://media.example.com/new.mp4", "a new row"))  # inserted on top
+    outcomes = await _collect(client.edit_many(edited, journal=journal))
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    assert len(outcomes) == 30
+    assert len(emu.tasks) == 32  # the new row and the fixed row, nothing else
+    fresh = {o.request.prompt for o in outcomes if not o.resumed and o.request}
+    assert fresh == {"a new row", fixed}
+    created = _created(emu)
+    assert created["a new row"] == 1
+    assert created[fixed] == 1
+    assert max(created.values()) == 1
+
+
+async def test_identical_inputs_are_takes_with_their_own_tasks_and_files(
     client: oe.Client, emu: Emulator, tmp_path: Path
 ) -> None:
     journal = tmp_path / "run.sqlite"
-    await _collect(client.edit_many(_inputs(2), journal=journal))
-    other = [("https://m.example/x.mp4", "something else"), *_inputs(2)[1:]]
-    outcomes = {o.index: o for o in await _collect(client.edit_many(other, journal=journal))}
-    assert isinstance(outcomes[0].error, oe.ValidationError)
-    assert "journal" in str(outcomes[0].error)
-    assert outcomes[1].ok
-    assert len(emu.tasks) == 2
+    out = tmp_path / "out"
+    three = [("https://media.example.com/same.mp4", "warmer")] * 3
+    outcomes = await _collect(client.edit_many(three, journal=journal, download_dir=out))
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    assert len(emu.tasks) == 3
+    assert sorted(o.occurrence for o in outcomes) == [0, 1, 2]
+    paths = {o.path for o in outcomes}
+    assert len(paths) == 3
+    assert len({p.read_bytes() for p in paths if p}) == 3  # each take its own bytes
+    assert {o.task.id for o in outcomes if o.task} == set(emu.tasks)
+    # A rerun finds all three takes done, each in its own file.
+    again = await _collect(client.edit_many(three, journal=journal, download_dir=out))
+    assert all(o.resumed for o in again)
+    assert {o.path for o in again} == paths
+    assert len(emu.tasks) == 3
+    # And a fourth take, asked for later, is the only new one.
+    four = await _collect(client.edit_many(three + three[:1], journal=journal, download_dir=out))
+    assert len(emu.tasks) == 4
+    assert [o.occurrence for o in four if not o.resumed] == [3]
+
+
+async def test_identical_inputs_without_a_journal_still_get_their_own_files(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    three = [("https://media.example.com/same.mp4", "warmer")] * 3
+    outcomes = await _collect(client.edit_many(three, download_dir=tmp_path))
+    assert len({o.path for o in outcomes}) == 3
+    assert len(list(tmp_path.glob("*.mp4"))) == 3
 
 
 async def test_a_fixed_bad_input_is_submitted_on_rerun(
@@ -511,11 +561,8 @@ async def test_a_cancel_mid_create_still_records_the_task(
         async with contextlib.aclosing(client.edit_many(_inputs(1), journal=journal)) as it:
             async for _ in it:
                 pass
-    j = await Journal.open(journal)
-    entry = await j.get(0)
-    await j.close()
-    assert entry is not None
-    assert entry.state is JournalState.SUBMITTED  # not "submitting": the answer was kept
+    [(state,)] = _rows(journal, "state")
+    assert state == "submitted"  # not "submitting": the answer was kept
     [again] = await _collect(client.edit_many(_inputs(1), journal=journal))
     assert again.ok
     assert len(emu.tasks) == 1

@@ -84,16 +84,47 @@ async def test_edit_many_saves_each_result_where_destination_says(
         {"video_url": CLIP, "prompt": "brighter"},
     ]
 
-    def destination(index: int, request: oe.EditRequest) -> Path:
-        return tmp_path / f"row-{index}-{request.prompt}.mp4"
+    def destination(index: int, request: oe.EditRequest, occurrence: int) -> Path:
+        return tmp_path / f"row-{index}-{request.prompt}-{occurrence}.mp4"
 
     async with oe.Client(KEY, base_url=emu.base_url, poll=FAST) as client:
         outcomes = [o async for o in client.edit_many(requests, destination=destination)]
     assert sorted(str(o.path) for o in outcomes) == sorted(
         str(tmp_path / name)
-        for name in ("row-0-warmer.mp4", "row-1-cooler.mp4", "row-2-brighter.mp4")
+        for name in ("row-0-warmer-0.mp4", "row-1-cooler-0.mp4", "row-2-brighter-0.mp4")
     )
     assert all(o.path is not None and o.path.stat().st_size > 0 for o in outcomes)
+
+
+async def test_a_destination_that_cannot_be_called_so_is_refused_before_anything_is_sent(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    def two_arguments(index: int, request: oe.EditRequest) -> Path:
+        return tmp_path / f"{index}.mp4"
+
+    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST) as client:
+        with pytest.raises(oe.ValidationError, match="destination"):
+            client.edit_many([(CLIP, "warmer")], destination=two_arguments)  # type: ignore[arg-type]
+    assert not emu.tasks
+
+
+async def test_a_destination_name_no_file_system_takes_fails_that_input_before_billing(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    def destination(index: int, request: oe.EditRequest, occurrence: int) -> Path:
+        if index == 0:
+            return tmp_path / ("x" * 300 + ".mp4")
+        if index == 1:
+            return tmp_path / "nul\0byte.mp4"
+        return tmp_path / "fine.mp4"
+
+    requests = [(CLIP, "warmer"), (CLIP, "cooler"), (CLIP, "brighter")]
+    async with oe.Client(KEY, base_url=emu.base_url, poll=FAST) as client:
+        outcomes = {o.index: o async for o in client.edit_many(requests, destination=destination)}
+    assert isinstance(outcomes[0].error, oe.ValidationError)
+    assert isinstance(outcomes[1].error, oe.ValidationError)
+    assert outcomes[2].ok
+    assert len(emu.tasks) == 1  # the two bad names cost nothing
 
 
 async def test_batch_progress_is_a_frozen_snapshot(emu: Emulator) -> None:

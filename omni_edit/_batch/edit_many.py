@@ -20,6 +20,7 @@ edits still finish.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import logging
@@ -33,10 +34,12 @@ from collections.abc import (
 )
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
 
+from .._constants import JOURNAL_BUSY_POLL_SECONDS, JOURNAL_DEFERRED_MAX
 from .._exceptions import (
     ACCOUNT_ERRORS,
     APIConnectionError,
@@ -60,9 +63,19 @@ from .._models import (
     Usage,
 )
 from .._wire.protocol import new_idempotency_key
-from .inputs import InputFeed, coerce_request, output_name
-from .journal import Journal, JournalEntry, JournalState, fingerprint
+from .._wire.validation import validate_prompt, validate_video_url
+from .inputs import InputFeed, check_destination, coerce_request, output_name
+from .journal import (
+    Claim,
+    ClaimKind,
+    Identity,
+    JournalEntry,
+    JournalState,
+    JournalStore,
+    fingerprint,
+)
 from .ports import BatchClient
+from .sqlite_journal import SqliteJournal
 
 __all__ = ["BatchOptions", "run_edit_many"]
 
@@ -86,15 +99,26 @@ class BatchOptions:
     resubmit_uncertain: bool = False
     preflight: bool = False
     task_retries: int = 2
-    # Where input N's result goes; default: download_dir / output_name(request).
-    destination: Callable[[int, EditRequest], str | PathLike[str]] | None = None
+    # Where a result goes; default: download_dir / output_name(request, occurrence).
+    destination: Callable[[int, EditRequest, int], str | PathLike[str]] | None = None
+    # How long a claim on an input lasts unless renewed (None: JOURNAL_LEASE_SECONDS).
+    lease_seconds: float | None = None
+
+
+@attrs.frozen
+class _Input:
+    """One input being worked: where it was read, what it asks, which take it is."""
+
+    index: int
+    request: EditRequest
+    identity: Identity
 
 
 class _Batch:
     def __init__(self, client: BatchClient, options: BatchOptions) -> None:
         self.client = client
         self.options = options
-        self.journal: Journal | None = None
+        self.journal: JournalStore | None = None
         self.halt: OmniEditError | None = None
         # The counts so far, replaced (never mutated) on each change: a snapshot is
         # handed to ``on_progress`` as it is.
@@ -102,6 +126,12 @@ class _Batch:
         self._reported = self.progress
         # Tasks whose ids the journal could not record, already told to the log.
         self._unrecorded: set[str] = set()
+        # Inputs another worker holds, to be looked at again (journal only).
+        self._deferred: collections.deque[_Input] = collections.deque()
+        # Without a journal, identical inputs are told apart here, and only when their
+        # results are saved (a name per take): the journal counts them on disk instead.
+        self._saves = options.download_dir is not None or options.destination is not None
+        self._occurrences: dict[str, int] = {}
 
     async def run(
         self,
@@ -111,15 +141,21 @@ class _Batch:
         error: Exception | None = None
         try:
             if self.options.journal is not None:
-                self.journal = await Journal.open(self.options.journal)
+                self.journal = await SqliteJournal.open(
+                    self.options.journal, lease_seconds=self.options.lease_seconds
+                )
             try:
                 feed = InputFeed(requests)
                 # A task per worker, not per input: the group's own cost is paid
                 # ``concurrency`` times a batch, whatever the number of inputs.
                 try:
-                    async with anyio.create_task_group() as workers:
-                        for _ in range(self.options.concurrency):
-                            workers.start_soon(self._work, feed, send)
+                    async with anyio.create_task_group() as group:
+                        if self.journal is not None:
+                            group.start_soon(self._renew_leases, self.journal)
+                        async with anyio.create_task_group() as workers:
+                            for _ in range(self.options.concurrency):
+                                workers.start_soon(self._work, feed, send)
+                        group.cancel_scope.cancel()
                 except Exception as exc:
                     raise _unwrap(exc) from None
                 # The inputs themselves failed. Edits already open were billed: they
@@ -137,67 +173,180 @@ class _Batch:
         if error is not None:
             raise error
 
+    async def _renew_leases(self, journal: JournalStore) -> None:
+        """Keep this run's claims alive: renewed three times a lease."""
+        while True:
+            await anyio.sleep(journal.lease_seconds / 3)
+            try:
+                await journal.renew()
+            except JournalError as exc:
+                self._journal_broken(exc, None, None)
+                return
+
     async def _work(self, feed: InputFeed, send: asyncio.Queue[EditOutcome | None]) -> None:
-        """One worker: the next input, its outcome handed over, then the next."""
-        reporting = self.options.on_progress is not None
+        """One worker: the next input, its outcome handed over, then the next. Inputs
+        another worker holds are set aside and settled once the reading is done (or,
+        past ``JOURNAL_DEFERRED_MAX`` of them, before reading on)."""
         while (item := await feed.take()) is not None:
             index, raw = item
             if self.halt is not None:
                 # Nothing to wait for: answer now, at the consumer's pace.
-                outcome = self._halted(index, raw)
+                outcome: EditOutcome | None = self._halted(index, raw)
             else:
                 outcome = await self._edit(index, raw)
-                if outcome.ok:
-                    self._count(done=1)
-                else:
-                    self._count(failed=1)
-            if reporting:
-                await self._report()
-            await send.put(outcome)
+            if outcome is None:
+                if len(self._deferred) <= JOURNAL_DEFERRED_MAX:
+                    continue
+                outcome = await self._settle(self._deferred.popleft())
+            await self._hand_over(outcome, send)
+        while self._deferred:
+            await self._hand_over(await self._settle(self._deferred.popleft()), send)
+
+    async def _hand_over(
+        self, outcome: EditOutcome, send: asyncio.Queue[EditOutcome | None]
+    ) -> None:
+        if outcome.ok:
+            self._count(done=1)
+        else:
+            self._count(failed=1)
+        if self.options.on_progress is not None:
+            await self._report()
+        await send.put(outcome)
 
     def _halted(self, index: int, raw: EditInput) -> EditOutcome:
         try:
             request: EditRequest | None = coerce_request(raw)
         except ValidationError:
             request = None
-        self._count(failed=1)
         return EditOutcome(index=index, request=request, error=self.halt)
 
     # --- One input ------------------------------------------------------------------------
 
-    async def _edit(self, index: int, raw: EditInput) -> EditOutcome:
+    async def _edit(self, index: int, raw: EditInput) -> EditOutcome | None:
+        """The input's outcome, or ``None`` when another worker holds it (deferred).
+
+        No ``await`` comes before the journal's claim is queued: claims are queued in
+        reading order, so identical inputs are numbered in that order (``journal``)."""
         try:
             request = coerce_request(raw)
+            if self.journal is not None:
+                # Checked before a row is made for it: text SQLite cannot store (a lone
+                # surrogate) must fail this input, not the journal.
+                validate_video_url(request.video_url)
+                validate_prompt(request.prompt)
+            digest = (
+                fingerprint(request.video_url, request.prompt, request.callback_url)
+                if self.journal is not None or self._saves
+                else ""
+            )
         except ValidationError as exc:
-            return EditOutcome(index=index, request=None, error=exc)
-        # The fingerprint only matters to the journal.
-        digest = (
-            fingerprint(request.video_url, request.prompt, request.callback_url)
-            if self.journal
-            else ""
+            return EditOutcome(index=index, request=_request_or_none(raw), error=exc)
+        except UnicodeEncodeError:
+            error = ValidationError("the input's text is not valid Unicode (a lone surrogate)")
+            return EditOutcome(index=index, request=_request_or_none(raw), error=error)
+        if self.journal is None:
+            occurrence = 0
+            if self._saves:
+                occurrence = self._occurrences.get(digest, -1) + 1
+                self._occurrences[digest] = occurrence
+            item = _Input(index, request, Identity(digest, occurrence))
+            return await self._run_input(item, None)
+        pending = self.journal.claim(
+            digest,
+            (request.video_url, request.prompt, request.callback_url),
+            # The create follows the claim at once unless the clip is checked first: the
+            # claim then records "submitting" itself, and saves a write.
+            submit=not self.options.preflight,
         )
+        try:
+            claim = await pending
+        except JournalError as exc:
+            self._journal_broken(exc, index, None)
+            return EditOutcome(index=index, request=request, error=exc)
+        item = _Input(index, request, claim.entry.identity)
+        return await self._claimed(item, claim)
+
+    async def _claimed(self, item: _Input, claim: Claim) -> EditOutcome | None:
+        if claim.kind is ClaimKind.BUSY:
+            self._deferred.append(item)
+            return None
+        if claim.kind is ClaimKind.FINISHED:
+            return await self._finished(item, claim.entry)
+        return await self._run_input(item, claim)
+
+    async def _settle(self, item: _Input) -> EditOutcome:
+        """An input another worker held: its outcome once that worker is done, or this
+        worker's own once that worker's lease ends (it died, or let go)."""
+        assert self.journal is not None
+        while True:
+            try:
+                claim = await self.journal.reclaim(item.identity)
+            except JournalError as exc:
+                self._journal_broken(exc, item.index, None)
+                return self._outcome(item, error=exc)
+            if claim.kind is ClaimKind.BUSY:
+                await anyio.sleep(min(JOURNAL_BUSY_POLL_SECONDS, claim.lease_left + 0.01))
+                continue
+            if claim.kind is ClaimKind.CLAIMED and self.halt is not None:
+                return self._outcome(item, error=self.halt)
+            outcome = await self._claimed(item, claim)
+            assert outcome is not None  # not BUSY
+            return outcome
+
+    def _outcome(self, item: _Input, **fields: Any) -> EditOutcome:
+        return EditOutcome(
+            index=item.index,
+            request=item.request,
+            occurrence=item.identity.occurrence,
+            **fields,
+        )
+
+    async def _finished(self, item: _Input, entry: JournalEntry) -> EditOutcome:
+        """An input done already, by an earlier run or another worker: its recorded
+        outcome, with its result saved again if the file is gone."""
+        if entry.state is JournalState.FAILED:
+            return self._outcome(item, error=_recorded_error(entry), resumed=True)
+        task = Task(
+            id=entry.task_id or "",
+            status=TaskStatus.COMPLETED,
+            progress=100,
+            results=(entry.result_url,) if entry.result_url else (),
+            # What the earlier run was charged, for reports of the whole batch.
+            usage=Usage(credits_reserved=entry.credits) if entry.credits is not None else None,
+        )
+        path = Path(entry.path) if entry.path else None
+        if not self._saves or (path is not None and path.exists()):
+            return self._outcome(item, task=task, path=path, resumed=True)
+        # Saved again from the task: its result link lasts 24 hours, and ``wait`` reads
+        # the task afresh for a link that has not expired.
+        try:
+            dest = self._destination(item)
+            task = await self.client.wait(task.id)
+            path = await self._save(dest, task)
+        except Exception as exc:
+            return self._outcome(item, task=task, error=exc)
+        return self._outcome(item, task=task, path=path)
+
+    async def _run_input(self, item: _Input, claim: Claim | None) -> EditOutcome:
+        """Work an input this worker holds (or any input, without a journal)."""
         task: Task | None = None
         try:
-            entry = await self.journal.get(index) if self.journal else None
-            if entry is not None and entry.fingerprint != digest:
-                if entry.state is JournalState.FAILED and entry.task_id is None:
-                    # Refused before anything was created (a bad row since fixed, say):
-                    # the new input starts afresh.
-                    entry = None
-                else:
-                    raise ValidationError(
-                        f"the journal records input #{index} as a different clip or prompt:"
-                        " use a new journal file for different inputs"
-                    )
-            resumed = self._resume(entry)
-            if isinstance(resumed, EditOutcome):
-                return attrs.evolve(resumed, index=index, request=request)
-            task_id, attempts, replay_key = resumed
+            # Before anything is billed: a result that could not be saved is lost.
+            dest = self._destination(item)
+            start = self._resume(claim)
+            if isinstance(start, EditOutcome):
+                return attrs.evolve(
+                    start,
+                    index=item.index,
+                    request=item.request,
+                    occurrence=item.identity.occurrence,
+                )
+            task_id, attempts, key, recorded = start
             while True:
                 if task_id is None:
-                    task = await self._submit(index, digest, request, attempts, replay_key)
+                    task = await self._submit(item, attempts, key, recorded=recorded)
                     attempts += 1
-                    task_id, replay_key = task.id, None
+                    task_id, key, recorded = task.id, None, False
                 self._count(running=1)
                 if self.options.on_progress is not None:
                     await self._report()
@@ -207,7 +356,7 @@ class _Batch:
                     task = exc.task
                     if not exc.retryable or attempts > self.options.task_retries:
                         raise
-                    logger.info("input %d: task failed with %s; resubmitting", index, exc.code)
+                    logger.info("input %d: task failed with %s; resubmitting", item.index, exc.code)
                     delay = backoff_delay(attempts, base=TASK_RETRY_BASE, cap=300)
                     await anyio.sleep(delay)
                     task, task_id = None, None
@@ -215,97 +364,92 @@ class _Batch:
                 finally:
                     self._count(running=-1)
                 break
-            path = await self._save(index, task, request)
-            if self.journal:
-                with self._journal_guard(index, task):
+            path = await self._save(dest, task)
+            if self.journal is not None:
+                with self._journal_guard(item.index, task):
                     await self.journal.completed(
-                        index, digest, task.id, task.result_url, str(path) if path else None
+                        item.identity, task.id, task.result_url, str(path) if path else None
                     )
-            return EditOutcome(index=index, request=request, task=task, path=path)
+            return self._outcome(item, task=task, path=path)
         except Exception as exc:
             if not isinstance(exc, OmniEditError):
-                logger.exception("input %d failed unexpectedly", index)
-            await self._record_failure(index, digest, exc, task)
-            return EditOutcome(index=index, request=request, task=task, error=exc)
+                logger.exception("input %d failed unexpectedly", item.index)
+            await self._record_failure(item, exc, task)
+            return self._outcome(item, task=task, error=exc)
 
     def _resume(
-        self, entry: JournalEntry | None
-    ) -> EditOutcome | tuple[str | None, int, str | None]:
-        """What an earlier run left: a finished outcome, or (task id to wait on, attempts,
-        Idempotency-Key of a create to replay)."""
-        if entry is None:
-            return None, 0, None
+        self, claim: Claim | None
+    ) -> EditOutcome | tuple[str | None, int, str | None, bool]:
+        """Where to start: a recorded outcome, or (task id to wait on, attempts so far,
+        Idempotency-Key to send first, whether that key's "submitting" is recorded)."""
+        if claim is None:
+            return None, 0, None, False
+        entry = claim.entry
         state = entry.state
-        if state is JournalState.COMPLETED:
-            task = Task(
-                id=entry.task_id or "",
-                status=TaskStatus.COMPLETED,
-                progress=100,
-                results=(entry.result_url,) if entry.result_url else (),
-                # What the earlier run was charged, for reports of the whole batch.
-                usage=Usage(credits_reserved=entry.credits) if entry.credits is not None else None,
-            )
-            path = Path(entry.path) if entry.path else None
-            wanted = self.options.download_dir is not None or self.options.destination is not None
-            if not wanted or (path is not None and path.exists()):
-                return EditOutcome(index=entry.index, request=None, task=task, path=path)
-            return entry.task_id, entry.attempts, None
-        if state is JournalState.SUBMITTED:
-            return entry.task_id, entry.attempts, None
+        if claim.fresh:
+            # Made by this claim: nothing was ever sent. "submitting" is already
+            # recorded, with the first key, when the claim was told the create follows.
+            if state is JournalState.SUBMITTING:
+                return None, 0, entry.idempotency_key, True
+            return None, 0, None, False
+        if state is JournalState.PENDING:
+            return None, entry.attempts, None, False
+        if state in (JournalState.SUBMITTED, JournalState.COMPLETED):
+            return entry.task_id, entry.attempts, None, False
         if state is JournalState.FAILED:
-            if not entry.retryable:
-                return EditOutcome(index=entry.index, request=None, error=_recorded_error(entry))
             if entry.task_id is not None and entry.error_code is None:
                 # The task exists and did not fail: what failed was waiting or saving.
-                return entry.task_id, entry.attempts, None
+                return entry.task_id, entry.attempts, None, False
             # Nothing was created, or the task failed "later"-retryably: submit again.
-            return None, entry.attempts, None
+            return None, entry.attempts, None, False
         # SUBMITTING or UNCERTAIN: a task may exist, and be billed.
         if entry.idempotency_key is not None and self.client.replay_creates:
             # The same create again, with its recorded key: the gateway answers with the
             # task if the earlier send created one, and creates it (once) if not.
-            return None, max(0, entry.attempts - 1), entry.idempotency_key
+            return None, max(0, entry.attempts - 1), entry.idempotency_key, False
         if self.options.resubmit_uncertain:
-            return None, entry.attempts, None
+            return None, entry.attempts, None, False
         return EditOutcome(
-            index=entry.index,
+            index=0,
             request=None,
             error=SubmissionUncertainError(
                 "an earlier run sent this input's create request and never learnt the"
                 " answer: a task may exist and be billed. Pass resubmit_uncertain=True to"
-                " submit it again anyway."
+                " submit it again anyway.",
+                idempotency_key=entry.idempotency_key,
             ),
         )
 
     async def _submit(
-        self,
-        index: int,
-        digest: str,
-        request: EditRequest,
-        attempts: int,
-        key: str | None = None,
+        self, item: _Input, attempts: int, key: str | None, *, recorded: bool
     ) -> Task:
-        """Create the input's task: one paid intent, so one Idempotency-Key (``key``, an
-        earlier run's to replay, else a new one) for every send, refusals retried included."""
+        """Create the input's task: one paid intent, so one Idempotency-Key for every
+        send, refusals retried included. ``key``: an earlier send's key to replay (or,
+        when ``recorded``, the first key a fresh claim recorded), else the next one."""
         if self.halt is not None:
             raise self.halt
         if self.options.preflight:
-            await self.client.preflight(request.video_url)
+            await self.client.preflight(item.request.video_url)
         # Once a send of this key may have made the task (an earlier run's key, or a
         # round here that went unanswered), a later refusal proves nothing: the input
         # stays "submitting" with its key, and ends uncertain, never "failed" (a rerun
         # would then submit it afresh, under a new key, and could pay twice).
         maybe_made: SubmissionUncertainError | None = None
-        if key is not None:
+        if key is not None and not recorded:
             maybe_made = SubmissionUncertainError(
                 "an earlier run sent this input's create request and never learnt the"
                 f" answer; replays of its Idempotency-Key {key} were refused",
                 idempotency_key=key,
             )
-        key = key or new_idempotency_key()
+        if key is None:
+            key = (
+                self.journal.key_for(item.identity, attempts + 1)
+                if self.journal is not None
+                else new_idempotency_key()
+            )
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
-                task = await self._create(index, digest, request, attempts, key)
+                task = await self._create(item, attempts, key, recorded=recorded)
             except SubmissionUncertainError as exc:
                 # Every send of this key went unanswered. Sending it again is still safe
                 # (the gateway answers a known key with its task), and a batch outlives
@@ -315,6 +459,7 @@ class _Batch:
                 if refusal == _SUBMIT_RETRIES:
                     raise
                 maybe_made = exc
+                recorded = True
                 await anyio.sleep(retry_delay(refusal, None))
                 continue
             except (RateLimitError, ServerError, APIConnectionError) as exc:
@@ -323,10 +468,16 @@ class _Batch:
                 if maybe_made is not None:
                     if refusal == _SUBMIT_RETRIES:
                         raise maybe_made from exc
-                elif self.journal:
+                elif self.journal is not None:
+                    # Kept (release=False): this worker goes on trying the input.
                     await self.journal.failed(
-                        index, digest, code=None, message=str(exc), retryable=True
+                        item.identity,
+                        code=None,
+                        message=str(exc),
+                        retryable=True,
+                        release=False,
                     )
+                    recorded = False
                 if refusal == _SUBMIT_RETRIES:
                     raise
                 retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
@@ -337,10 +488,9 @@ class _Batch:
             return task
         raise AssertionError("unreachable")
 
-    async def _create(
-        self, index: int, digest: str, request: EditRequest, attempts: int, key: str
-    ) -> Task:
+    async def _create(self, item: _Input, attempts: int, key: str, *, recorded: bool) -> Task:
         """One create request, journaled first (with its key) when there is a journal."""
+        request = item.request
         if self.journal is None:
             return await self.client.submit(
                 request.video_url,
@@ -353,7 +503,7 @@ class _Batch:
         # the input uncertain. A cancelled worker waits, about one request's time at
         # most, for the answer to be recorded, then goes.
         create = asyncio.get_running_loop().create_task(
-            self._create_journaled(self.journal, index, digest, request, attempts, key)
+            self._create_journaled(self.journal, item, attempts, key, recorded)
         )
         try:
             return await asyncio.shield(create)
@@ -368,15 +518,11 @@ class _Batch:
             raise
 
     async def _create_journaled(
-        self,
-        journal: Journal,
-        index: int,
-        digest: str,
-        request: EditRequest,
-        attempts: int,
-        key: str,
+        self, journal: JournalStore, item: _Input, attempts: int, key: str, recorded: bool
     ) -> Task:
-        await journal.submitting(index, digest, attempts + 1, key)
+        if not recorded:
+            await journal.submitting(item.identity, attempts + 1, key)
+        request = item.request
         task = await self.client.submit(
             request.video_url,
             request.prompt,
@@ -387,30 +533,37 @@ class _Batch:
         # cannot be, the task still goes on to its outcome (the journal's "submitting"
         # row holds the key, so a rerun replays it and gets this task).
         reserved = task.usage.credits_reserved if task.usage else None
-        with self._journal_guard(index, task):
-            await journal.submitted(index, task.id, reserved)
+        with self._journal_guard(item.index, task):
+            await journal.submitted(item.identity, task.id, reserved)
         return task
 
-    async def _save(self, index: int, task: Task, request: EditRequest) -> Path | None:
+    def _destination(self, item: _Input) -> Path | None:
+        """Where the input's result goes, or ``None`` when results are not saved."""
+        occurrence = item.identity.occurrence
         if self.options.destination is not None:
-            return await self.client.download(task, self.options.destination(index, request))
+            chosen = self.options.destination(item.index, item.request, occurrence)
+            return check_destination(chosen)
         if self.options.download_dir is None:
             return None
-        return await self.client.download(task, self.options.download_dir / output_name(request))
+        name = output_name(item.request, occurrence, digest=item.identity.digest or None)
+        return self.options.download_dir / name
 
-    async def _record_failure(
-        self, index: int, digest: str, exc: Exception, task: Task | None
-    ) -> None:
+    async def _save(self, dest: Path | None, task: Task) -> Path | None:
+        if dest is None:
+            return None
+        return await self.client.download(task, dest)
+
+    async def _record_failure(self, item: _Input, exc: Exception, task: Task | None) -> None:
         if isinstance(exc, ACCOUNT_ERRORS) and self.halt is None:
             self.halt = exc
         if isinstance(exc, JournalError):
-            self._journal_broken(exc, index, task)
+            self._journal_broken(exc, item.index, task)
             return
         if self.journal is None:
             return
-        with anyio.CancelScope(shield=True), self._journal_guard(index, task):
+        with anyio.CancelScope(shield=True), self._journal_guard(item.index, task):
             if isinstance(exc, SubmissionUncertainError):
-                await self.journal.uncertain(index, str(exc))
+                await self.journal.uncertain(item.identity, str(exc))
                 return
             if isinstance(exc, TaskFailedError):
                 code: str | None = exc.code
@@ -421,15 +574,14 @@ class _Batch:
                 # (resumed from the task id): a rerun may try again either way.
                 code, retryable = None, True
             await self.journal.failed(
-                index,
-                digest,
+                item.identity,
                 code=code,
                 message=str(exc),
                 retryable=retryable,
                 task_id=task.id if task else None,
             )
 
-    def _journal_broken(self, exc: JournalError, index: int, task: Task | None) -> None:
+    def _journal_broken(self, exc: JournalError, index: int | None, task: Task | None) -> None:
         """A journal write failed: submit nothing more (what cannot be recorded could be
         paid for twice), and put a task that exists where it cannot be lost."""
         if self.halt is None or not isinstance(self.halt, JournalError):
@@ -485,6 +637,13 @@ class _Batch:
             result = callback(progress)
             if inspect.isawaitable(result):
                 await result
+
+
+def _request_or_none(raw: EditInput) -> EditRequest | None:
+    try:
+        return coerce_request(raw)
+    except ValidationError:
+        return None
 
 
 def _unwrap(exc: Exception) -> Exception:

@@ -7,15 +7,36 @@ whichever worker is free, so a generator of a million inputs never sits in memor
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from os import PathLike
 from pathlib import Path
 
 from .._exceptions import ValidationError
 from .._models import EditInput, EditRequest
 from .journal import fingerprint
 
-__all__ = ["InputFeed", "coerce_request", "output_name"]
+__all__ = [
+    "InputFeed",
+    "check_destination",
+    "check_destination_callable",
+    "coerce_request",
+    "output_name",
+]
+
+# Most file systems' limit on one name (ext4, APFS, NTFS in UTF-16 units), and Linux's
+# on a path passed to a system call.
+_NAME_MAX_BYTES = 255
+_PATH_MAX_BYTES = 4095
 
 
 def coerce_request(raw: object) -> EditRequest:
@@ -39,12 +60,69 @@ def coerce_request(raw: object) -> EditRequest:
     )
 
 
-def output_name(request: EditRequest) -> str:
-    """A file name derived from the input alone, stable across reruns and orderings."""
+def output_name(request: EditRequest, occurrence: int = 0, *, digest: str | None = None) -> str:
+    """A file name derived from the input alone, stable across reruns and orderings:
+    the clip's name and a digest of the request, and for the 2nd, 3rd... identical
+    input (``occurrence`` 1, 2...) ``-take2``, ``-take3``..., so no two takes share a file."""
     stem = Path(request.video_url.split("?", 1)[0]).stem
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-")[:48] or "clip"
-    digest = fingerprint(request.video_url, request.prompt, request.callback_url)
-    return f"{stem}-{digest[:10]}.mp4"
+    if digest is None:
+        digest = fingerprint(request.video_url, request.prompt, request.callback_url)
+    take = f"-take{occurrence + 1}" if occurrence else ""
+    return f"{stem}-{digest[:10]}{take}.mp4"
+
+
+def check_destination_callable(destination: Callable[..., object]) -> None:
+    """``ValidationError`` now, before anything is sent, for a ``destination`` that
+    cannot be called as ``destination(index, request, occurrence)``: found out per
+    input, it would fail each one after it was billed."""
+    try:
+        signature = inspect.signature(destination)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable without a signature: trusted
+    try:
+        signature.bind(0, None, 0)
+    except TypeError as exc:
+        raise ValidationError(
+            f"destination must take (index, request, occurrence) and return a path: {exc}",
+            field="destination",
+        ) from None
+
+
+def check_destination(path: str | PathLike[str]) -> Path:
+    """A result path the file system can take, checked before the input is billed:
+    ``ValidationError`` for a NUL byte, a name over 255 bytes or a path over 4095."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise ValidationError(
+            f"destination returned {type(path).__name__}, not a path", field="destination"
+        ) from None
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    shown = repr(text[:80])
+    if "\0" in text:
+        raise ValidationError(f"the result path {shown} holds a NUL byte", field="destination")
+    try:
+        encoded = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"the result path {shown} is not valid text", field="destination"
+        ) from None
+    if len(encoded) > _PATH_MAX_BYTES:
+        raise ValidationError(
+            f"the result path {shown}... is {len(encoded)} bytes long; the limit is"
+            f" {_PATH_MAX_BYTES}",
+            field="destination",
+        )
+    for part in encoded.split(b"/"):
+        if len(part) > _NAME_MAX_BYTES:
+            raise ValidationError(
+                f"the result path {shown} has a name of {len(part)} bytes; file systems"
+                f" take at most {_NAME_MAX_BYTES}",
+                field="destination",
+            )
+    return Path(text)
 
 
 class InputFeed:

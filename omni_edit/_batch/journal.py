@@ -1,61 +1,51 @@
-"""The batch journal: one SQLite row per input, so a rerun resumes without paying twice.
+"""The batch journal's interface: what an input is, what was done for it, who works it.
 
-Each input moves ``submitting`` -> ``submitted`` (task id) -> ``completed`` (result URL,
-path) or ``failed`` (error). ``submitting`` is committed *before* the create request and
-the task id in the same breath as its answer, both with ``synchronous=FULL``: a task id
-lost to a crash is a task paid for twice (docs/reliability.md#journal). An input found in
-``submitting`` (or ``uncertain``) may have created a task: it is not submitted again
-unless the caller says so.
+An input is known by its ``Identity``: a digest of what it asks for (clip, prompt,
+callback URL) and its occurrence among identical inputs in the stream, so the 2nd of
+three identical rows is the 2nd take whatever its row number. Inserting, deleting,
+reordering or fixing rows leaves every other input's identity, and what the journal
+holds for it, unchanged (docs/reliability.md#journal).
 
-Rows are keyed by the input's position and carry a fingerprint of its content, so a
-journal reused for different inputs is noticed instead of trusted. SQLite calls run on
-one worker thread, off the event loop.
+Each input moves ``pending`` (claimed, nothing sent) -> ``submitting`` (its create about
+to be sent, with its Idempotency-Key) -> ``submitted`` (task id) -> ``completed`` or
+``failed``. An input is worked by one worker at a time: a ``claim`` takes it with a lease
+that the worker renews while it lives; another worker finds it ``BUSY`` until the lease
+ends, then takes it over from what the journal holds (the task id to wait on, or the key
+to replay).
+
+The create request's key derives from the identity, the attempt number and a random
+salt kept in the journal: every worker, and every rerun, sends the same key for the same
+paid intent, so the gateway answers a second send with the first task (docs/api.md#
+idempotency-keys), even if two workers ever raced for one input.
+
+SQLite is the embedded implementation (``sqlite_journal``); a journal for many hosts
+implements the same calls.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
-import os
-import sqlite3
-import time
-from collections.abc import Callable
-from os import PathLike
-from typing import Any, TypeVar
+import hmac
+from collections.abc import Awaitable
+from typing import Protocol
 
-import anyio
 import attrs
 
-from .._exceptions import JournalError, ValidationError
-
-__all__ = ["Journal", "JournalEntry", "JournalState", "fingerprint"]
-
-_T = TypeVar("_T")
-# 2: items carry the Idempotency-Key of their create request.
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    idx INTEGER PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL,
-    task_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    result_url TEXT,
-    path TEXT,
-    error_code TEXT,
-    error_message TEXT,
-    retryable INTEGER NOT NULL DEFAULT 0,
-    credits REAL,
-    idempotency_key TEXT,
-    updated REAL NOT NULL
-);
-"""
+__all__ = [
+    "Claim",
+    "ClaimKind",
+    "Identity",
+    "JournalEntry",
+    "JournalState",
+    "JournalStore",
+    "derive_key",
+    "fingerprint",
+]
 
 
 class JournalState(str, enum.Enum):
+    PENDING = "pending"  # claimed; no create request sent yet
     SUBMITTING = "submitting"  # about to POST, or the POST's answer was never recorded
     UNCERTAIN = "uncertain"  # the POST was sent and its answer lost
     SUBMITTED = "submitted"
@@ -64,9 +54,16 @@ class JournalState(str, enum.Enum):
 
 
 @attrs.frozen
+class Identity:
+    """What an input is: the digest of its request and which take of it (0-based)."""
+
+    digest: str
+    occurrence: int
+
+
+@attrs.frozen
 class JournalEntry:
-    index: int
-    fingerprint: str
+    identity: Identity
     state: JournalState
     task_id: str | None = None
     attempts: int = 0
@@ -78,173 +75,104 @@ class JournalEntry:
     credits: float | None = None
     idempotency_key: str | None = None
 
+    @property
+    def finished(self) -> bool:
+        """Nothing more will happen to it: completed, or failed for good."""
+        return self.state is JournalState.COMPLETED or (
+            self.state is JournalState.FAILED and not self.retryable
+        )
+
+
+class ClaimKind(enum.Enum):
+    CLAIMED = "claimed"  # this worker holds the input now
+    FINISHED = "finished"  # done already (by an earlier run or another worker)
+    BUSY = "busy"  # another live worker holds it
+
+
+@attrs.frozen
+class Claim:
+    kind: ClaimKind
+    entry: JournalEntry
+    # The entry was made by this claim: nothing was ever sent for it.
+    fresh: bool = False
+    # Seconds until a BUSY input's lease ends, if its holder stops renewing it.
+    lease_left: float = 0.0
+
 
 def fingerprint(video_url: str, prompt: str, callback_url: str | None) -> str:
-    """A stable digest of what an input asks for."""
+    """A stable digest of what an input asks for. ``UnicodeEncodeError`` for text that
+    is not UTF-8 (a lone surrogate): the caller refuses such an input."""
     text = "\0".join((video_url, prompt, callback_url or ""))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class Journal:
-    """An open journal file. Use ``await Journal.open(path)`` and ``await close()``."""
+def derive_key(salt: bytes, identity: Identity, attempt: int) -> str:
+    """The Idempotency-Key of an input's ``attempt``-th create (1-based): 43 characters
+    of ``[A-Za-z0-9_-]``, within the gateway's 16-96 (docs/api.md#idempotency-keys)."""
+    message = f"{identity.digest}:{identity.occurrence}:{attempt}".encode()
+    digest = hmac.new(salt, message, hashlib.sha256).hexdigest()
+    return "oe-" + digest[:40]
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self._conn = conn
-        self.path = path
-        # One thread at a time: the connection is shared, SQLite calls are serialised.
-        self._limiter = anyio.CapacityLimiter(1)
 
-    @classmethod
-    async def open(cls, path: str | PathLike[str]) -> Journal:
-        """Open (or create) the journal at ``path``.
+class JournalStore(Protocol):
+    """What ``edit_many`` asks of a journal. Every call raises ``JournalError`` when the
+    journal cannot be read or written; ``close`` never raises."""
 
-        Raises ``ValidationError`` (field ``journal``) for a file that is not a journal,
-        or one written with another schema version: its rows would be misread.
-        """
+    location: str
+    lease_seconds: float
 
-        def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                # FULL: a committed task id survives power loss, not only a crash.
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("PRAGMA busy_timeout=5000")
-                conn.executescript(_SCHEMA)
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                (found,) = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()
-            except sqlite3.DatabaseError as exc:
-                conn.close()
-                raise ValidationError(
-                    f"{os.fspath(path)} is not an omni_edit journal ({exc}): name a new"
-                    " file for the journal",
-                    field="journal",
-                ) from None
-            if found != str(SCHEMA_VERSION):
-                conn.close()
-                raise ValidationError(
-                    # The file may be anyone's: show its version bounded and quoted.
-                    f"the journal {os.fspath(path)} was written with schema version"
-                    f" {str(found)[:20]!r};"
-                    f" this omni_edit reads version {SCHEMA_VERSION}. Finish that batch with"
-                    " the omni_edit version that started it, or start afresh with a new"
-                    " journal file",
-                    field="journal",
-                )
-            return conn
+    def claim(
+        self,
+        digest: str,
+        request: tuple[str, str, str | None],
+        *,
+        submit: bool,
+    ) -> Awaitable[Claim]:
+        """Count the next occurrence of ``digest`` in this run's stream and claim that
+        input. A new input is recorded with ``request`` (clip, prompt, callback URL):
+        ``submitting`` with its first key when ``submit`` (the caller sends at once),
+        else ``pending``. Counted in the order of the calls, not of the awaits."""
+        ...
 
-        return cls(await anyio.to_thread.run_sync(connect), str(path))
+    async def reclaim(self, identity: Identity) -> Claim:
+        """Try again for an input that was ``BUSY``."""
+        ...
 
-    async def _run(self, fn: Callable[[], _T]) -> _T:
-        try:
-            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalError(
-                f"the journal {self.path} could not be used ({exc}): free disk space, or"
-                " make the file writable, then run the same batch again; it resumes from"
-                " what the journal holds"
-            ) from exc
+    def key_for(self, identity: Identity, attempt: int) -> str:
+        """The Idempotency-Key of the input's ``attempt``-th create."""
+        ...
 
-    async def get(self, index: int) -> JournalEntry | None:
-        def read() -> Any:
-            return self._conn.execute(
-                "SELECT idx, fingerprint, state, task_id, attempts, result_url, path,"
-                " error_code, error_message, retryable, credits, idempotency_key"
-                " FROM items WHERE idx = ?",
-                (index,),
-            ).fetchone()
+    async def submitting(self, identity: Identity, attempts: int, key: str) -> None:
+        """Durable before the create request is sent."""
+        ...
 
-        row = await self._run(read)
-        if row is None:
-            return None
-        return JournalEntry(
-            index=row[0],
-            fingerprint=row[1],
-            state=JournalState(row[2]),
-            task_id=row[3],
-            attempts=row[4],
-            result_url=row[5],
-            path=row[6],
-            error_code=row[7],
-            error_message=row[8],
-            retryable=bool(row[9]),
-            credits=row[10],
-            idempotency_key=row[11],
-        )
+    async def submitted(self, identity: Identity, task_id: str, credits: float | None) -> None:
+        """Durable as soon as the create's answer is in."""
+        ...
 
-    async def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        def write() -> None:
-            self._conn.execute(sql, params)
-
-        await self._run(write)
-
-    async def submitting(self, index: int, digest: str, attempts: int, key: str) -> None:
-        """Recorded, and durable, before the create request is sent: with its
-        Idempotency-Key, so that a rerun after a crash replays the same key."""
-        await self._write(
-            "INSERT INTO items (idx, fingerprint, state, attempts, idempotency_key, updated)"
-            " VALUES (?,?,?,?,?,?) ON CONFLICT(idx) DO UPDATE SET state=excluded.state,"
-            " attempts=excluded.attempts, idempotency_key=excluded.idempotency_key,"
-            " task_id=NULL, error_code=NULL, error_message=NULL, retryable=0,"
-            " updated=excluded.updated",
-            (index, digest, JournalState.SUBMITTING.value, attempts, key, time.time()),
-        )
-
-    async def submitted(self, index: int, task_id: str, credits: float | None) -> None:
-        await self._write(
-            "UPDATE items SET state=?, task_id=?, credits=?, updated=? WHERE idx=?",
-            (JournalState.SUBMITTED.value, task_id, credits, time.time(), index),
-        )
-
-    async def uncertain(self, index: int, message: str) -> None:
-        await self._write(
-            "UPDATE items SET state=?, error_message=?, updated=? WHERE idx=?",
-            (JournalState.UNCERTAIN.value, message, time.time(), index),
-        )
+    async def uncertain(self, identity: Identity, message: str) -> None: ...
 
     async def completed(
-        self, index: int, digest: str, task_id: str, result_url: str | None, path: str | None
-    ) -> None:
-        await self._write(
-            "INSERT INTO items (idx, fingerprint, state, task_id, result_url, path, updated)"
-            " VALUES (?,?,?,?,?,?,?) ON CONFLICT(idx) DO UPDATE SET state=excluded.state,"
-            " task_id=excluded.task_id, result_url=excluded.result_url, path=excluded.path,"
-            " error_code=NULL, error_message=NULL, updated=excluded.updated",
-            (index, digest, JournalState.COMPLETED.value, task_id, result_url, path, time.time()),
-        )
+        self, identity: Identity, task_id: str, result_url: str | None, path: str | None
+    ) -> None: ...
 
     async def failed(
         self,
-        index: int,
-        digest: str,
+        identity: Identity,
         *,
         code: str | None,
         message: str,
         retryable: bool,
         task_id: str | None = None,
+        release: bool = True,
     ) -> None:
-        await self._write(
-            "INSERT INTO items (idx, fingerprint, state, task_id, error_code, error_message,"
-            " retryable, updated) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(idx) DO UPDATE SET"
-            " state=excluded.state, task_id=COALESCE(excluded.task_id, items.task_id),"
-            " error_code=excluded.error_code, error_message=excluded.error_message,"
-            " retryable=excluded.retryable, updated=excluded.updated",
-            (
-                index,
-                digest,
-                JournalState.FAILED.value,
-                task_id,
-                code,
-                message,
-                int(retryable),
-                time.time(),
-            ),
-        )
+        """``release=False`` while the worker goes on trying the input itself."""
+        ...
+
+    async def renew(self) -> None:
+        """Extend the leases of every input this worker holds."""
+        ...
 
     async def close(self) -> None:
-        with contextlib.suppress(JournalError):
-            await self._run(self._conn.close)
+        """Write what is pending, give up this worker's leases, close."""
+        ...

@@ -135,8 +135,8 @@ async def _edit_all(
         raise UsageError(f"cannot keep the journal at {journal}: no such folder")
     out_dir = settings.out_dir_path
 
-    def destination(index: int, request: EditRequest) -> Path:
-        return scan.outputs.get(index) or out_dir / output_name(request)
+    def destination(index: int, request: EditRequest, occurrence: int) -> Path:
+        return scan.outputs.get(index) or out_dir / output_name(request, occurrence)
 
     def inputs() -> Iterator[dict[str, str]]:
         for row in manifest.rows():

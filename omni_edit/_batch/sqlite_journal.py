@@ -1,0 +1,478 @@
+"""The journal in one SQLite file: the embedded default, shared by processes on one host.
+
+Writes are group-committed: every call is queued, and one writer thread applies
+whatever has queued up in one ``BEGIN IMMEDIATE`` transaction, then commits it once.
+Dozens of workers recording at once cost one commit (one fsync), not dozens, which is
+what keeps a journal nearly free (``benchmarks/bench_journal.py``). A group holding a
+"submitting" or "submitted" record commits with ``synchronous=FULL``: that record must
+survive a power loss, not only a crash, since losing it could mean paying twice
+(docs/reliability.md#journal). Other groups commit with ``NORMAL``, which WAL mode keeps
+through any crash of the process.
+
+``BEGIN IMMEDIATE`` takes SQLite's write lock, so a claim (read the row, then take it)
+is one atomic step across processes: two workers never hold one input. Calls are queued
+in the order they are made, so the occurrence count of identical inputs follows the
+order the inputs were read in.
+
+The connection lives on the journal's own thread (not anyio's shared pool, whose first
+use costs an import on the event loop), and nothing on the event loop waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from os import PathLike
+from typing import Any
+
+from .._constants import JOURNAL_LEASE_SECONDS
+from .._exceptions import JournalError, ValidationError
+from .journal import (
+    Claim,
+    ClaimKind,
+    Identity,
+    JournalEntry,
+    JournalState,
+    derive_key,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteJournal"]
+
+# 3: inputs keyed by identity (digest, occurrence), with claims and leases.
+SCHEMA_VERSION = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    digest TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,
+    video_url TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    callback_url TEXT,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result_url TEXT,
+    path TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    retryable INTEGER NOT NULL DEFAULT 0,
+    credits REAL,
+    idempotency_key TEXT,
+    owner TEXT,
+    lease_until REAL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (digest, occurrence)
+);
+CREATE INDEX IF NOT EXISTS items_owner ON items (owner) WHERE owner IS NOT NULL;
+"""
+
+_COLUMNS = (
+    "digest, occurrence, state, task_id, attempts, result_url, path, error_code,"
+    " error_message, retryable, credits, idempotency_key, owner, lease_until"
+)
+
+_Op = Callable[[sqlite3.Connection, float], Any]
+
+
+def _entry(row: Any) -> JournalEntry:
+    return JournalEntry(
+        identity=Identity(row[0], row[1]),
+        state=JournalState(row[2]),
+        task_id=row[3],
+        attempts=row[4],
+        result_url=row[5],
+        path=row[6],
+        error_code=row[7],
+        error_message=row[8],
+        retryable=bool(row[9]),
+        credits=row[10],
+        idempotency_key=row[11],
+    )
+
+
+def _connect(path: str) -> tuple[sqlite3.Connection, bytes]:
+    """Open the file, create or check its schema, and read (or make) its salt."""
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise ValidationError(
+            f"cannot open the journal {path} ({exc}): name a file in a writable folder",
+            field="journal",
+        ) from None
+    try:
+        conn.execute("PRAGMA busy_timeout=15000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        # Not executescript: it commits first, and the schema and the salt are made
+        # under the write lock, once, even when two processes open a new file at once.
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(32),))
+        found = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        conn.execute("COMMIT")
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS occurrences"
+            " (digest TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+        )
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ValidationError(
+            f"{path} is not an omni_edit journal ({exc}): name a new file for the journal",
+            field="journal",
+        ) from None
+    version = found.get("schema_version")
+    if version != str(SCHEMA_VERSION):
+        conn.close()
+        raise ValidationError(
+            # The file may be anyone's: show its version bounded and quoted.
+            f"the journal {path} was written with schema version {str(version)[:20]!r};"
+            f" this omni_edit reads version {SCHEMA_VERSION}. Finish that batch with the"
+            " omni_edit version that started it, or start afresh with a new journal file",
+            field="journal",
+        )
+    try:
+        salt = bytes.fromhex(found["salt"])
+    except (KeyError, ValueError):
+        conn.close()
+        raise ValidationError(
+            f"the journal {path} is damaged (its salt is unreadable): start afresh with a"
+            " new journal file",
+            field="journal",
+        ) from None
+    return conn, salt
+
+
+class SqliteJournal:
+    """An open journal file: ``await SqliteJournal.open(path)``, then ``await close()``."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        location: str,
+        salt: bytes,
+        executor: ThreadPoolExecutor,
+        lease_seconds: float,
+    ) -> None:
+        self._conn = conn
+        self.location = location
+        self._salt = salt
+        self._executor = executor
+        self.lease_seconds = lease_seconds
+        # Who holds a lease: this journal object, one per batch run.
+        self.owner = secrets.token_hex(8)
+        self._pending: list[tuple[_Op, bool, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._full = True  # the connection's current synchronous level
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, path: str | PathLike[str], *, lease_seconds: float | None = None
+    ) -> SqliteJournal:
+        """Open (or create) the journal at ``path``.
+
+        Raises ``ValidationError`` (field ``journal``) for a file that is not a journal,
+        or one written with another schema version: its rows would be misread.
+        """
+        location = os.fspath(path)
+        executor = ThreadPoolExecutor(1, thread_name_prefix="omni_edit-journal")
+        loop = asyncio.get_running_loop()
+        opening = loop.run_in_executor(executor, _connect, location)
+        try:
+            conn, salt = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread finishes opening regardless: close what it opens.
+            def close_later(done: asyncio.Future[tuple[sqlite3.Connection, bytes]]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    executor.submit(done.result()[0].close)
+                executor.shutdown(wait=False)
+
+            opening.add_done_callback(close_later)
+            raise
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        lease = JOURNAL_LEASE_SECONDS if lease_seconds is None else lease_seconds
+        return cls(conn, location, salt, executor, lease)
+
+    # --- The writer -----------------------------------------------------------------------
+
+    def _queue(self, op: _Op, *, durable: bool = False) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self._closed:
+            future.set_exception(JournalError(f"the journal {self.location} is closed"))
+            return future
+        self._pending.append((op, durable, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush(), name="omni_edit journal writer")
+        return future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        group: list[tuple[_Op, bool, asyncio.Future[Any]]] = []
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                results = await loop.run_in_executor(self._executor, self._apply, group)
+                for (_, _, future), (ok, value) in zip(group, results, strict=True):
+                    if future.done():
+                        continue  # its caller was cancelled; the write was still made
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(self._error(value))
+                group = []
+        finally:
+            self._flusher = None
+            # Cancelled (the loop is closing): no caller may wait forever.
+            for _, _, future in [*group, *self._pending]:
+                if not future.done():
+                    future.set_exception(JournalError(f"the journal {self.location} was closed"))
+            self._pending = []
+
+    def _apply(self, group: list[tuple[_Op, bool, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        """On the journal's thread: the whole group in one transaction, one commit."""
+        conn = self._conn
+        durable = any(d for _, d, _ in group)
+        try:
+            if durable != self._full:
+                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._full = durable
+            conn.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            return [(False, exc)] * len(group)
+        results: list[tuple[bool, Any]] = []
+        now = time.time()
+        for op, _, _ in group:
+            try:
+                results.append((True, op(conn, now)))
+            except sqlite3.Error as exc:
+                # A full disk, say: the transaction may be gone already. Nothing of the
+                # group is trusted to have been written.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                return [(False, exc)] * len(group)
+            except Exception as exc:
+                results.append((False, exc))
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return [(False, exc)] * len(group)
+        return results
+
+    def _error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, (sqlite3.Error, OSError)):
+            error = JournalError(
+                f"the journal {self.location} could not be used ({exc}): free disk space,"
+                " or make the file writable, then run the same batch again; it resumes"
+                " from what the journal holds"
+            )
+            error.__cause__ = exc
+            return error
+        return exc
+
+    async def _do(self, op: _Op, *, durable: bool = False) -> Any:
+        return await self._queue(op, durable=durable)
+
+    # --- Claims ---------------------------------------------------------------------------
+
+    def key_for(self, identity: Identity, attempt: int) -> str:
+        return derive_key(self._salt, identity, attempt)
+
+    def _take(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        identity: Identity,
+        new: Callable[[], tuple[str, int, str | None]] | None,
+        request: tuple[str, str, str | None] | None,
+    ) -> Claim:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM items WHERE digest = ? AND occurrence = ?",
+            (identity.digest, identity.occurrence),
+        ).fetchone()
+        until = now + self.lease_seconds
+        if row is None:
+            if new is None or request is None:
+                # Reclaiming an input whose row vanished: start it afresh.
+                raise JournalError(f"the journal {self.location} lost an input's row")
+            state, attempts, key = new()
+            conn.execute(
+                "INSERT INTO items (digest, occurrence, video_url, prompt, callback_url,"
+                " state, attempts, idempotency_key, owner, lease_until, updated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    identity.digest,
+                    identity.occurrence,
+                    *request,
+                    state,
+                    attempts,
+                    key,
+                    self.owner,
+                    until,
+                    now,
+                ),
+            )
+            entry = JournalEntry(
+                identity, JournalState(state), attempts=attempts, idempotency_key=key
+            )
+            return Claim(ClaimKind.CLAIMED, entry, fresh=True)
+        entry = _entry(row)
+        if entry.finished:
+            return Claim(ClaimKind.FINISHED, entry)
+        holder, lease_until = row[12], row[13]
+        if holder is not None and holder != self.owner and (lease_until or 0) > now:
+            return Claim(ClaimKind.BUSY, entry, lease_left=lease_until - now)
+        conn.execute(
+            "UPDATE items SET owner = ?, lease_until = ? WHERE digest = ? AND occurrence = ?",
+            (self.owner, until, identity.digest, identity.occurrence),
+        )
+        return Claim(ClaimKind.CLAIMED, entry)
+
+    def claim(
+        self, digest: str, request: tuple[str, str, str | None], *, submit: bool
+    ) -> Awaitable[Claim]:
+        """Queued at once (not at the first ``await``): occurrences are counted in the
+        order of the calls, which is the order the inputs were read in."""
+
+        def op(conn: sqlite3.Connection, now: float) -> Claim:
+            (n,) = conn.execute(
+                "INSERT INTO occurrences VALUES (?, 0) ON CONFLICT (digest)"
+                " DO UPDATE SET n = n + 1 RETURNING n",
+                (digest,),
+            ).fetchone()
+            identity = Identity(digest, n)
+
+            def new() -> tuple[str, int, str | None]:
+                if submit:
+                    return JournalState.SUBMITTING.value, 1, self.key_for(identity, 1)
+                return JournalState.PENDING.value, 0, None
+
+            return self._take(conn, now, identity, new, request)
+
+        # Durable when it may record "submitting": the create follows at once.
+        return self._queue(op, durable=submit)
+
+    async def reclaim(self, identity: Identity) -> Claim:
+        return await self._do(  # type: ignore[no-any-return]
+            lambda conn, now: self._take(conn, now, identity, None, None)
+        )
+
+    # --- Records --------------------------------------------------------------------------
+
+    def _update(self, identity: Identity, sets: str, params: tuple[Any, ...]) -> _Op:
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(
+                f"UPDATE items SET {sets}, updated = ? WHERE digest = ? AND occurrence = ?",
+                (*params, now, identity.digest, identity.occurrence),
+            )
+
+        return op
+
+    async def submitting(self, identity: Identity, attempts: int, key: str) -> None:
+        await self._do(
+            self._update(
+                identity,
+                "state = ?, attempts = ?, idempotency_key = ?, task_id = NULL,"
+                " error_code = NULL, error_message = NULL, retryable = 0",
+                (JournalState.SUBMITTING.value, attempts, key),
+            ),
+            durable=True,
+        )
+
+    async def submitted(self, identity: Identity, task_id: str, credits: float | None) -> None:
+        await self._do(
+            self._update(
+                identity,
+                "state = ?, task_id = ?, credits = ?",
+                (JournalState.SUBMITTED.value, task_id, credits),
+            ),
+            durable=True,
+        )
+
+    async def uncertain(self, identity: Identity, message: str) -> None:
+        await self._do(
+            self._update(
+                identity,
+                "state = ?, error_message = ?, owner = NULL, lease_until = NULL",
+                (JournalState.UNCERTAIN.value, message),
+            )
+        )
+
+    async def completed(
+        self, identity: Identity, task_id: str, result_url: str | None, path: str | None
+    ) -> None:
+        await self._do(
+            self._update(
+                identity,
+                "state = ?, task_id = ?, result_url = ?, path = ?, error_code = NULL,"
+                " error_message = NULL, owner = NULL, lease_until = NULL",
+                (JournalState.COMPLETED.value, task_id, result_url, path),
+            )
+        )
+
+    async def failed(
+        self,
+        identity: Identity,
+        *,
+        code: str | None,
+        message: str,
+        retryable: bool,
+        task_id: str | None = None,
+        release: bool = True,
+    ) -> None:
+        owner = ", owner = NULL, lease_until = NULL" if release else ""
+        await self._do(
+            self._update(
+                identity,
+                "state = ?, task_id = COALESCE(?, task_id), error_code = ?,"
+                f" error_message = ?, retryable = ?{owner}",
+                (JournalState.FAILED.value, task_id, code, message, int(retryable)),
+            )
+        )
+
+    async def renew(self) -> None:
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(
+                "UPDATE items SET lease_until = ? WHERE owner = ?",
+                (now + self.lease_seconds, self.owner),
+            )
+
+        await self._do(op)
+
+    async def close(self) -> None:
+        """Write what is queued, give up the leases still held (so that another worker
+        or a rerun takes those inputs over at once), close. Never raises."""
+        if self._closed:
+            return
+        with contextlib.suppress(JournalError):
+            await self._do(
+                lambda conn, now: conn.execute(
+                    "UPDATE items SET owner = NULL, lease_until = NULL WHERE owner = ?",
+                    (self.owner,),
+                )
+            )
+        self._closed = True
+        flusher = self._flusher
+        if flusher is not None:
+            with contextlib.suppress(BaseException):
+                await flusher
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            await loop.run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,142 @@
+"""Several workers on one journal: claims, leases, takeover, and the keys they derive."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+import omni_edit as oe
+from omni_edit._batch.journal import ClaimKind, Identity, JournalState, derive_key, fingerprint
+from omni_edit._batch.sqlite_journal import SqliteJournal
+
+if TYPE_CHECKING:
+    from conftest import ClientFactory, EmulatorFactory
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-sharing-test"
+FAST = oe.PollPolicy(min_interval=0.02, max_interval=0.1, jitter=0)
+REQUEST = ("https://media.example.com/a.mp4", "warmer", None)
+DIGEST = fingerprint(*REQUEST)
+
+
+async def test_a_claim_is_held_by_one_journal_until_its_lease_lapses(tmp_path: Path) -> None:
+    path = tmp_path / "run.sqlite"
+    first = await SqliteJournal.open(path, lease_seconds=0.3)
+    second = await SqliteJournal.open(path, lease_seconds=0.3)
+    try:
+        mine = await first.claim(DIGEST, REQUEST, submit=True)
+        assert mine.kind is ClaimKind.CLAIMED
+        assert mine.fresh
+        assert mine.entry.state is JournalState.SUBMITTING
+        key = mine.entry.idempotency_key
+        assert key == first.key_for(Identity(DIGEST, 0), 1)
+
+        theirs = await second.claim(DIGEST, REQUEST, submit=True)
+        assert theirs.kind is ClaimKind.BUSY  # the same input: occurrence 0 in its stream too
+        assert 0 < theirs.lease_left <= 0.3
+
+        await first.renew()  # a live worker keeps it
+        await anyio.sleep(0.2)
+        assert (await second.reclaim(theirs.entry.identity)).kind is ClaimKind.BUSY
+
+        await anyio.sleep(0.35)  # no renewal: the first worker is as good as dead
+        taken = await second.reclaim(theirs.entry.identity)
+        assert taken.kind is ClaimKind.CLAIMED
+        assert not taken.fresh
+        # Taken over with what the dead worker recorded: the key to replay, the same one.
+        assert taken.entry.state is JournalState.SUBMITTING
+        assert taken.entry.idempotency_key == key
+        assert second.key_for(Identity(DIGEST, 0), 1) == key  # one salt per journal
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_closing_gives_up_the_leases_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "run.sqlite"
+    first = await SqliteJournal.open(path, lease_seconds=60)
+    second = await SqliteJournal.open(path, lease_seconds=60)
+    try:
+        await first.claim(DIGEST, REQUEST, submit=False)
+        assert (await second.claim(DIGEST, REQUEST, submit=False)).kind is ClaimKind.BUSY
+        await first.close()
+        claim = await second.reclaim(Identity(DIGEST, 0))
+        assert claim.kind is ClaimKind.CLAIMED
+        assert claim.entry.state is JournalState.PENDING
+    finally:
+        await second.close()
+
+
+async def test_identical_inputs_are_counted_in_the_order_they_were_claimed(
+    tmp_path: Path,
+) -> None:
+    journal = await SqliteJournal.open(tmp_path / "run.sqlite")
+    try:
+        # Queued in this order, awaited in another: the order of the calls decides.
+        pending = [journal.claim(DIGEST, REQUEST, submit=False) for _ in range(3)]
+        claims = [await p for p in reversed(pending)]
+        assert [c.entry.identity.occurrence for c in reversed(claims)] == [0, 1, 2]
+    finally:
+        await journal.close()
+
+
+def test_keys_derive_from_identity_attempt_and_salt() -> None:
+    one = Identity(DIGEST, 0)
+    key = derive_key(b"salt-a", one, 1)
+    assert key == derive_key(b"salt-a", one, 1)
+    others = {
+        derive_key(b"salt-b", one, 1),
+        derive_key(b"salt-a", Identity(DIGEST, 1), 1),
+        derive_key(b"salt-a", one, 2),
+    }
+    assert key not in others
+    assert len(others) == 3
+    oe_key_chars = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    assert 16 <= len(key) <= 96
+    assert set(key) <= oe_key_chars
+
+
+async def test_a_journal_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    with pytest.raises(oe.ValidationError, match="schema version '2'"):
+        await SqliteJournal.open(path)
+
+
+async def test_two_batches_on_one_journal_split_the_inputs_and_both_report_all(
+    make_emulator: EmulatorFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    emu = await make_emulator(processing_time=(0.05, 0.25), estimated_time=0.1, seed=5)
+    journal = tmp_path / "run.sqlite"
+    inputs = [(f"https://media.example.com/c{i}.mp4", f"prompt {i}") for i in range(40)]
+    inputs += [inputs[0], inputs[0]]  # two more takes of the first: 42 inputs, 42 tasks
+
+    async def one() -> list[oe.EditOutcome]:
+        client = await make_client(emu, KEY, poll=FAST)
+        return [o async for o in client.edit_many(inputs, journal=journal, concurrency=6)]
+
+    a, b = await asyncio.gather(one(), one())
+    for outcomes in (a, b):
+        assert len(outcomes) == 42
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    created = Counter(t.prompt for t in emu.tasks.values())
+    assert len(emu.tasks) == 42
+    assert created["prompt 0"] == 3
+    assert max(created.values()) == 3
+    # Each did its share and reported the other's: together, every input once.
+    mine = {(o.request.prompt, o.occurrence) for o in a if not o.resumed and o.request}
+    theirs = {(o.request.prompt, o.occurrence) for o in b if not o.resumed and o.request}
+    assert not mine & theirs
+    assert len(mine | theirs) == 42
+    assert mine
+    assert theirs
+    assert emu.stats.replays == 0  # nothing was even sent twice
