@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 MEDIA = Path(__file__).parent / "data" / "media"
-OMNI_EDIT = str(Path(sys.executable).parent / "omni-edit")
+ROOT = Path(__file__).resolve().parent.parent
+# The command line of this checkout (PYTHONPATH below), whatever is installed.
+OMNI_EDIT = [sys.executable, "-m", "omni_edit"]
 # Runs the command after it with Ctrl-C handled as in a terminal. A shell without job
 # control starts background jobs with SIGINT ignored, and the ignore is inherited: a
 # test suite run as `... &` would otherwise send a SIGINT nobody hears.
@@ -61,13 +63,14 @@ def _env(emu: Emulator | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_EDIT_", "EVOLINK_"))}
     if emu is not None:
         env.update(OMNI_EDIT_API_KEY=KEY, OMNI_EDIT_BASE_URL=emu.base_url)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
 
 async def _run(*args: str, env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
     with anyio.fail_after(30):
-        result = await anyio.run_process([OMNI_EDIT, *args], env=env, cwd=cwd, check=False)
+        result = await anyio.run_process([*OMNI_EDIT, *args], env=env, cwd=cwd, check=False)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
@@ -176,7 +179,9 @@ async def test_batch_reports_bad_rows_by_line_and_edits_the_others(
     assert rows[6]["prompt"] == "A prompt on\ntwo lines"
     assert rows[2]["task_id"].startswith("task-unified-")
     assert float(rows[2]["credits"]) > 0
-    assert Path(rows[8]["output"]) == tmp_path / "mine.mp4"
+    # A row's output is taken under the output folder, not the manifest's.
+    assert Path(rows[8]["output"]) == tmp_path / "clips-results" / "mine.mp4"
+    assert not (tmp_path / "mine.mp4").exists()
     for line in (2, 6, 8):
         assert Path(rows[line]["output"]).stat().st_size > 0
     # No create request for any of the bad rows.
@@ -186,7 +191,122 @@ async def test_batch_reports_bad_rows_by_line_and_edits_the_others(
         "Make it warmer",
     ]
     assert (tmp_path / "clips.csv.journal.sqlite").exists()
-    assert len(list((tmp_path / "clips-results").iterdir())) == 2
+    assert len(list((tmp_path / "clips-results").iterdir())) == 3
+
+
+async def test_a_row_output_is_saved_under_the_out_dir_not_the_manifest_folder(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "lists").mkdir()
+    manifest = _manifest(
+        tmp_path / "lists" / "m.csv",
+        ["https://m.example/a.mp4,Warmer,mine.mp4", "https://m.example/b.mp4,Cooler,sub/b.mp4"],
+        header="video_url,prompt,output",
+    )
+    out_dir = tmp_path / "results"
+    code, _, stderr = await _run(
+        "batch", str(manifest), "--no-preflight", "--out-dir", str(out_dir), env=_env(emu)
+    )
+    assert code == 0, stderr
+    assert (out_dir / "mine.mp4").stat().st_size > 0
+    assert (out_dir / "sub" / "b.mp4").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "lists").iterdir()) == [
+        "m.csv",
+        "m.csv.journal.sqlite",
+    ]
+
+
+def _outputs_refused(tmp_path: Path) -> dict[str, str]:
+    """Row outputs that would write outside the output folder or could not be saved,
+    each with the words its refusal must say."""
+    return {
+        "../../victim.cfg": "inside the output folder",
+        "sub/../../x.mp4": "inside the output folder",
+        str(tmp_path / "abs.mp4"): "inside the output folder",
+        "~/x.mp4": "inside the output folder",
+        "~": "inside the output folder",
+        "bad\x00name.mp4": "NUL",
+        "n" * 300 + ".mp4": "longer than 223 bytes",
+        "\u00e9" * 128: "longer than 223 bytes",  # 128 characters, 256 bytes
+        "d" * 256 + "/x.mp4": "longer than 255 bytes",
+        "d/" * 2100 + "x.mp4": "path longer than the file system takes",
+        "link/x.mp4": "through a link",
+        "taken": "is a folder",
+        ".": "names no file",
+    }
+
+
+def _hostile_out_dir(tmp_path: Path) -> Path:
+    out_dir = tmp_path / "a" / "b"
+    (out_dir / "taken").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (out_dir / "link").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "victim.cfg").write_text("precious")
+    return out_dir
+
+
+def test_manifest_refuses_outputs_outside_the_out_dir_or_too_long(tmp_path: Path) -> None:
+    from omni_edit._cli.manifest import Manifest
+
+    out_dir = _hostile_out_dir(tmp_path)
+    refused = _outputs_refused(tmp_path)
+    good = ["ok.mp4", "sub/ok.mp4", "\u00e9" * 100 + ".mp4", "a~b.mp4", "./dot.mp4"]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"video_url": "https://m.example/a.mp4", "prompt": str(i), "output": out})
+            + "\n"
+            for i, out in enumerate([*refused, *good])
+        )
+    )
+    rows = list(Manifest(manifest, out_dir=out_dir).rows())
+    assert len(rows) == len(refused) + len(good)
+    for row, (output, words) in zip(rows, refused.items(), strict=False):
+        assert row.problem is not None, output
+        assert words in row.problem, (output, row.problem)
+        assert row.problem.startswith("output '"), row.problem
+        assert row.output is None
+    for row, output in zip(rows[len(refused) :], good, strict=True):
+        assert row.problem is None, (output, row.problem)
+        assert row.output is not None
+        assert row.output.resolve().is_relative_to(out_dir.resolve())
+
+
+async def test_batch_refuses_rows_that_would_write_outside_the_out_dir_before_billing(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    out_dir = _hostile_out_dir(tmp_path)
+    refused = _outputs_refused(tmp_path)
+    inputs = [*refused, "fine.mp4", None]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"video_url": "https://m.example/a.mp4", "prompt": f"p{i}", "output": out})
+            + "\n"
+            for i, out in enumerate(inputs)
+        )
+    )
+    report = tmp_path / "report.jsonl"
+    code, stdout, stderr = await _run(
+        "batch", str(manifest), "--no-preflight", "--out-dir", str(out_dir),
+        "--report", str(report), env=_env(emu),
+    )  # fmt: skip
+    assert code == 1
+    assert "Traceback" not in stderr
+    for line in range(1, len(refused) + 1):
+        assert f"manifest line {line}: output '" in stderr
+    assert f"2 of {len(inputs)} inputs completed; {len(refused)} invalid" in stdout
+    statuses = [json.loads(text)["status"] for text in report.read_text().splitlines()]
+    assert sorted(statuses) == sorted(["invalid"] * len(refused) + ["completed"] * 2)
+    # Nothing billed for a refused row, nothing written outside the output folder.
+    assert sorted(t.prompt for t in emu.tasks.values()) == [
+        f"p{len(refused)}",
+        f"p{len(refused) + 1}",
+    ]
+    assert (tmp_path / "victim.cfg").read_text() == "precious"
+    assert not list((tmp_path / "elsewhere").iterdir())
+    assert not (tmp_path / "abs.mp4").exists()
+    assert (out_dir / "fine.mp4").stat().st_size > 0
 
 
 @pytest.mark.parametrize("replay", [True, False])
@@ -333,7 +453,7 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
     # the batch is still running when the signal comes.
     async with Emulator(processing_time=(600, 600), estimated_time=0.4, seed=3) as emu:
         env = _env(None, OMNI_EDIT_BASE_URL=emu.base_url)
-        command = [*_DEFAULT_SIGINT, OMNI_EDIT, *args, "--api-key", KEY]
+        command = [*_DEFAULT_SIGINT, *OMNI_EDIT, *args, "--api-key", KEY]
         async with await anyio.open_process(command, env=env) as proc:
             assert proc.stdout is not None
             assert proc.stderr is not None

@@ -22,13 +22,13 @@ import attrs
 from .._batch.inputs import output_name
 from .._client import Client
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
-from .._exceptions import ACCOUNT_ERRORS, JournalError
+from .._exceptions import ACCOUNT_ERRORS, DownloadError, JournalError
 from .._models import EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
 from .dry_run import dry_run
 from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain
-from .manifest import Manifest, Row
+from .manifest import Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
 from .report import Report, ReportRow, describe
 
@@ -114,7 +114,11 @@ async def run_batch(
     # The client first, so that a missing key or a bad base URL is the only message.
     async with ctx.open_client(poll=poll, key_needed=not settings.dry_run) as client:
         host = urlsplit(client.base_url).hostname or ""
-        manifest = Manifest(settings.manifest, allow_loopback_callbacks=is_loopback_host(host))
+        manifest = Manifest(
+            settings.manifest,
+            out_dir=settings.out_dir_path,
+            allow_loopback_callbacks=is_loopback_host(host),
+        )
         scan = _scan(ctx, manifest)
         if settings.dry_run:
             return await dry_run(
@@ -136,7 +140,14 @@ async def _edit_all(
     out_dir = settings.out_dir_path
 
     def destination(index: int, request: EditRequest) -> Path:
-        return scan.outputs.get(index) or out_dir / output_name(request)
+        path = scan.outputs.get(index)
+        if path is None:
+            return out_dir / output_name(request)
+        # Checked when the manifest was read; again now, in case a link was put in the
+        # output folder since: a result is never written outside it.
+        if not is_inside(path, out_dir):
+            raise DownloadError(f"{path} now leads out of the output folder {out_dir}")
+        return path
 
     def inputs() -> Iterator[dict[str, str]]:
         for row in manifest.rows():

@@ -108,10 +108,8 @@ def _write_manifest(path: Path, clips_url: str) -> int:
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(("video_url", "prompt", "output"))
-        # Row outputs are taken from the manifest's folder: this one lands in results/.
-        writer.writerows(
-            (url, prompt, f"results/{out}" if out else "") for url, prompt, out in rows
-        )
+        # A row's output is taken under --out-dir: this one lands in results/.
+        writer.writerows(rows)
     return len(rows)
 
 

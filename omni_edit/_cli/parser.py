@@ -20,9 +20,10 @@ _BATCH_EPILOG = """\
 manifest:
   CSV (.csv) with a header row naming the columns, or JSON Lines (.jsonl, one object
   per line) with the same keys: video_url and prompt (required), callback_url and
-  output (optional). An output path is relative to the manifest's folder; rows without
-  one are saved under --out-dir. A bad row is reported with its line number, skipped,
-  and keeps its place: fix it and rerun, and the rest resumes.
+  output (optional). An output is a file name or a relative path under --out-dir
+  (never '..', '~' or an absolute path); rows without one get a name from their input.
+  A bad row is reported with its line number, skipped, and keeps its place: fix it and
+  rerun, and the rest resumes.
 
 resuming:
   The journal records every input's task. Run the same command again, after a crash or
