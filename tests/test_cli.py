@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -491,6 +492,80 @@ async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: P
         created = Counter(t.prompt for t in emu.tasks.values())
         assert sorted(created) == sorted(f"edit {i}" for i in range(n))
         assert max(created.values()) == 1
+
+
+async def test_a_closed_stdout_ends_the_output_quietly_and_the_batch_completes(
+    tmp_path: Path,
+) -> None:
+    """`omni-edit --json batch ... | head -5`: the reader goes after five lines."""
+    n = 30
+    manifest = _manifest(
+        tmp_path / "m.csv", [f"https://m.example/{i}.mp4,edit {i}" for i in range(n)]
+    )
+    report = tmp_path / "report.jsonl"
+    args = ["--json", "batch", str(manifest), "--no-preflight", "--report", str(report)]
+    # Tasks end only when the test says, so the pipe is closed while most are running.
+    async with Emulator(processing_time=(600, 600), estimated_time=0.2, seed=5) as emu:
+        # Popen, not anyio's process: closing its stdout closes the pipe for real (and
+        # starting it is quick, so it may block the loop a moment).
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [*OMNI_EDIT, *args], env=_env(emu), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            with anyio.fail_after(20):
+                while len(emu.tasks) < 5:
+                    await anyio.sleep(0.01)
+                for task_id in list(emu.tasks)[:5]:
+                    emu.complete(task_id)
+                for _ in range(5):
+                    await anyio.to_thread.run_sync(proc.stdout.readline)
+            proc.stdout.close()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(finish_tasks_by_hand, emu)
+                with anyio.fail_after(20):
+                    await anyio.to_thread.run_sync(proc.wait)
+                tg.cancel_scope.cancel()
+        finally:
+            proc.kill()
+            proc.wait()
+        errors = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert proc.returncode == 0, errors
+    assert errors == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert sorted(row["index"] for row in rows) == list(range(n))
+    assert {row["status"] for row in rows} == {"completed"}
+
+
+async def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    manifest = _manifest(
+        tmp_path / "m.csv", [f"https://m.example/{i}.mp4,edit {i}" for i in range(8)]
+    )
+    args = ["batch", str(manifest), "--no-preflight", "--concurrency", "4"]
+    async with (
+        Emulator(processing_time=(600, 600), estimated_time=0.4, seed=3) as emu,
+        await anyio.open_process([*OMNI_EDIT, *args], env=_env(emu)) as proc,
+    ):
+        assert proc.stderr is not None
+        with anyio.fail_after(20):
+            while len(emu.tasks) < 4:
+                await anyio.sleep(0.01)
+        proc.terminate()
+        try:
+            with anyio.fail_after(20):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            raise
+        errors = b"".join([chunk async for chunk in proc.stderr]).decode()
+    assert proc.returncode == 143, errors
+    assert errors.splitlines()[-1] == (
+        "Interrupted; the journal is kept. Resume with: omni-edit " + " ".join(args)
+    )
+    assert "Traceback" not in errors
+    assert (tmp_path / "m.csv.journal.sqlite").exists()
 
 
 # --- the rest ----------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Exit statuses: 2 for what the user fixes on the command line or in their setup (bad
 arguments, no or wrong key, unsafe base URL, unreadable manifest), 1 for an edit or a
-request that failed, 130 for Ctrl-C. No message here ever holds the API key: the SDK's
-errors never carry it, and these lines add only what the user typed elsewhere.
+request that failed, 130 for Ctrl-C, 143 for SIGTERM. No message here ever holds the API
+key: the SDK's errors never carry it, and these lines add only what the user typed
+elsewhere.
 """
 
 from __future__ import annotations
@@ -30,12 +31,21 @@ from .._exceptions import (
     WaitTimeoutError,
 )
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "UsageError", "explain"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "UsageError",
+    "explain",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class UsageError(Exception):

@@ -30,7 +30,8 @@ resuming:
   Ctrl-C, to resume: nothing done is redone and nothing submitted is submitted twice.
 
 exit status:
-  0 every input completed, 1 some did not, 2 usage or configuration error, 130 Ctrl-C.
+  0 every input completed, 1 some did not, 2 usage or configuration error, 130 Ctrl-C,
+  143 SIGTERM (which, like Ctrl-C, keeps the journal and says how to resume).
 """
 
 

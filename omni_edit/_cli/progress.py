@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from .._models import BatchProgress
+from .streams import put
 
 __all__ = ["Progress", "make_progress", "status_line", "ticking"]
 
@@ -86,7 +87,7 @@ class PlainProgress(Progress):
         self.tick()
 
     def message(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        put(self.stream, text)
 
     def tick(self) -> None:
         if self.counts != self._shown and time.monotonic() - self._shown_at >= PLAIN_INTERVAL:
@@ -98,7 +99,7 @@ class PlainProgress(Progress):
 
     def _show(self) -> None:
         self._shown, self._shown_at = self.counts, time.monotonic()
-        print(status_line(self.total, self.counts, self.elapsed), file=self.stream, flush=True)
+        put(self.stream, status_line(self.total, self.counts, self.elapsed))
 
 
 class BarProgress(Progress):

@@ -16,6 +16,7 @@ from .._client import Client
 from .._models import EditRequest, Task, Usage
 from .context import Context
 from .errors import EXIT_OK
+from .streams import put
 
 __all__ = ["run_edit", "run_status", "run_wait", "task_json"]
 
@@ -50,17 +51,17 @@ class StatusLine:
         text = f"{task.id}  {task.status.value:<10} {task.progress:>3}%"
         if self._live:
             # Pad over the previous text: a shorter line would leave its tail behind.
-            print("\r" + text.ljust(self._width), end="", file=self._stream, flush=True)
+            put(self._stream, "\r" + text.ljust(self._width), end="")
             self._width = len(text)
             return
         state = (task.status.value, task.progress // 25)
         if state != self._last:
-            print(text, file=self._stream, flush=True)
+            put(self._stream, text)
         self._last = state
 
     def close(self) -> None:
         if self._live and self._width:
-            print(file=self._stream, flush=True)
+            put(self._stream)
             self._width = 0
 
 
