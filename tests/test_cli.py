@@ -88,10 +88,10 @@ def _read_report(path: Path) -> dict[int, dict[str, str]]:
 # --- one task ----------------------------------------------------------------------------
 
 
-async def test_edit_saves_the_result_and_exits_0(emu: Emulator, tmp_path: Path) -> None:
+async def test_edit_saves_the_result_and_exits_0(emu: Emulator, media: str, tmp_path: Path) -> None:
     out = tmp_path / "warm.mp4"
     code, stdout, stderr = await _run(
-        "edit", "https://m.example/a.mp4", "--prompt", "Make it warmer", "--out", str(out),
+        "edit", f"{media}/clip_9_9s.mp4", "--prompt", "Make it warmer", "--out", str(out),
         env=_env(emu),
     )  # fmt: skip
     assert code == 0, stderr
@@ -101,17 +101,30 @@ async def test_edit_saves_the_result_and_exits_0(emu: Emulator, tmp_path: Path) 
     assert "\r" not in stderr
 
 
-async def test_a_failed_edit_exits_1_with_one_friendly_line(tmp_path: Path) -> None:
+async def test_a_failed_edit_exits_1_with_one_friendly_line(media: str, tmp_path: Path) -> None:
     async with Emulator(
         processing_time=(0.05, 0.1), failure_rate=1.0, failure_codes=("content_policy_violation",)
     ) as emu:
         code, _, stderr = await _run(
-            "edit", "https://m.example/a.mp4", "--prompt", "x", env=_env(emu), cwd=tmp_path
+            "edit", f"{media}/clip_9_9s.mp4", "--prompt", "x", env=_env(emu), cwd=tmp_path
         )
     assert code == 1
     assert "content_policy_violation" in stderr
     assert "Traceback" not in stderr
     assert not list(tmp_path.iterdir())
+
+
+async def test_edit_reads_the_clip_header_first_unless_told_not_to(
+    emu: Emulator, media: str, tmp_path: Path
+) -> None:
+    args = ["edit", f"{media}/clip_10_1s.mp4", "--prompt", "Warmer"]
+    code, _, stderr = await _run(*args, env=_env(emu), cwd=tmp_path)
+    assert code == 2
+    assert "the clip is 10.10 s long" in stderr
+    assert not [r for r in emu.stats.requests if r.method == "POST"]  # nothing billed
+
+    await _run(*args, "--no-preflight", env=_env(emu), cwd=tmp_path)
+    assert [r.method for r in emu.stats.requests].count("POST") == 1
 
 
 async def test_status_shows_a_task_and_wait_saves_its_result(emu: Emulator, tmp_path: Path) -> None:
@@ -359,6 +372,35 @@ async def test_batch_that_completes_everything_exits_0_with_plain_lines_off_a_te
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     assert sorted(r["index"] for r in rows) == list(range(6))
     assert {r["status"] for r in rows} == {"completed"}
+
+
+async def test_the_report_is_in_input_order_not_completion_order(tmp_path: Path) -> None:
+    rows = [f"https://m.example/{i}.mp4,edit {i}" for i in range(6)]
+    rows.insert(3, "https://m.example/bad.mp4,")  # invalid: its outcome comes first
+    manifest = _manifest(tmp_path / "m.csv", rows)
+    report = tmp_path / "report.csv"
+    args = ["batch", str(manifest), "--no-preflight", "--report", str(report)]
+
+    async def finish_in_reverse(emu: Emulator) -> None:
+        with anyio.fail_after(20):
+            while len(emu.tasks) < 6:
+                await anyio.sleep(0.01)
+        for task_id in reversed(list(emu.tasks)):
+            emu.complete(task_id)
+            await anyio.sleep(0.05)
+
+    async with (
+        Emulator(processing_time=(600, 600), estimated_time=0.2, seed=4) as emu,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(finish_in_reverse, emu)
+        code, _, stderr = await _run(*args, env=_env(emu))
+    assert code == 1, stderr
+    with open(report, newline="") as file:
+        written = list(csv.DictReader(file))
+    assert [row["index"] for row in written] == [str(i) for i in range(7)]
+    assert [row["line"] for row in written] == [str(i) for i in range(2, 9)]
+    assert written[3]["status"] == "invalid"
 
 
 async def test_batch_json_prints_an_object_per_outcome_and_a_summary(

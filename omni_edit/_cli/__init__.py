@@ -106,7 +106,12 @@ async def _until_terminated(ctx: Context, work: Coroutine[Any, Any, int]) -> int
 async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "edit":
         return await run_edit(
-            ctx, args.video_url, args.prompt, out=args.out, callback_url=args.callback_url
+            ctx,
+            args.video_url,
+            args.prompt,
+            out=args.out,
+            callback_url=args.callback_url,
+            preflight=args.preflight,
         )
     if args.command == "status":
         return await run_status(ctx, args.task_id)

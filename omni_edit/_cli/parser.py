@@ -163,6 +163,13 @@ def _add_edit(commands: _Commands) -> None:
         "--out", type=Path, metavar="FILE", help="where to save (default: named after the input)"
     )
     edit.add_argument("--callback-url", metavar="URL", help="https URL the API calls when done")
+    edit.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="do not read the clip's header before submitting it (preflight refuses a"
+        " clip over 10 s or not mp4 before it costs anything)",
+    )
 
 
 def _add_batch(commands: _Commands) -> None:

@@ -72,12 +72,17 @@ async def run_edit(
     *,
     out: Path | None,
     callback_url: str | None,
+    preflight: bool = True,
 ) -> int:
     """Submit one edit, wait for it and save the result (default: a file in the current
-    folder named after the input). SDK errors propagate for ``main`` to explain."""
+    folder named after the input). With ``preflight`` (the default, as for ``batch``)
+    the clip's header is read first, so a clip the API would refuse costs nothing. SDK
+    errors propagate for ``main`` to explain."""
     dest = out or Path(output_name(EditRequest(video_url, prompt, callback_url)))
     async with ctx.open_client() as client:
-        task = await client.submit(video_url, prompt, callback_url=callback_url)
+        task = await client.submit(
+            video_url, prompt, callback_url=callback_url, preflight=preflight
+        )
         ctx.on_interrupt = (
             f"Interrupted; task {task.id} goes on. Save its result later with:"
             f" omni-edit wait {task.id} --out {shlex.quote(str(dest))}"
