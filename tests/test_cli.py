@@ -127,6 +127,37 @@ async def test_edit_reads_the_clip_header_first_unless_told_not_to(
     assert [r.method for r in emu.stats.requests].count("POST") == 1
 
 
+async def test_edit_and_wait_refuse_to_overwrite_a_file_unless_forced(
+    emu: Emulator, media: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "warm.mp4"
+    out.write_text("mine")
+    edit = ["edit", f"{media}/clip_9_9s.mp4", "--prompt", "Warmer", "--out", str(out)]
+    code, _, stderr = await _run(*edit, env=_env(emu))
+    assert code == 2
+    assert stderr == (
+        f"omni-edit: error: {out} already exists: pass --force to overwrite it, or choose"
+        " another --out\n"
+    )
+    assert not emu.stats.requests  # refused before anything was billed
+    assert out.read_text() == "mine"
+
+    code, _, stderr = await _run(*edit, "--force", env=_env(emu))
+    assert code == 0, stderr
+    assert out.read_bytes() != b"mine"
+
+    async with oe.Client(KEY, base_url=emu.base_url) as client:
+        task = await client.submit("https://m.example/a.mp4", "Cooler")
+    (tmp_path / f"{task.id}.mp4").write_text("mine too")
+    for target in (out, tmp_path):  # a file, and a folder where the task's file is
+        code, _, stderr = await _run("wait", task.id, "--out", str(target), env=_env(emu))
+        assert code == 2
+        assert "already exists: pass --force" in stderr
+    code, _, stderr = await _run("wait", task.id, "--out", str(tmp_path), "--force", env=_env(emu))
+    assert code == 0, stderr
+    assert (tmp_path / f"{task.id}.mp4").read_bytes() != b"mine too"
+
+
 async def test_status_shows_a_task_and_wait_saves_its_result(emu: Emulator, tmp_path: Path) -> None:
     async with oe.Client(KEY, base_url=emu.base_url) as client:
         task = await client.submit("https://m.example/a.mp4", "Make it warmer")
@@ -178,6 +209,8 @@ async def test_batch_reports_bad_rows_by_line_and_edits_the_others(
     assert "manifest line 4: video_url must start with http:// or https://" in stderr
     assert "manifest line 5: invalid: the clip is 10.10 s long" in stderr
     assert "3 of 6 inputs completed; 3 invalid" in stdout
+    # The progress names the invalid rows as the summary does, not as failures.
+    assert stderr.splitlines()[-1].startswith("3/6 done, 0 failed, 3 invalid, 0 running,")
 
     rows = _read_report(report)
     assert {line: row["status"] for line, row in rows.items()} == {
@@ -443,6 +476,8 @@ async def test_batch_without_an_api_key_exits_2(emu: Emulator, tmp_path: Path) -
         ("url,text\nhttps://m.example/a.mp4,x\n", "must start with a header row"),
         (b"video_url,prompt\n\xff\xfe,x\n", "not UTF-8"),
         ("video_url,prompt\n", "has no data rows"),
+        ("", "is empty"),
+        (" \n\n\t\n", "is empty"),
     ],
 )
 async def test_batch_of_an_unusable_manifest_exits_2(
@@ -484,6 +519,18 @@ async def test_dry_run_totals_the_durations_and_submits_nothing(
     assert summary["input_seconds"] == pytest.approx(9.9)
     assert summary["credits_estimate"] == pytest.approx(114_682 * 2 / 1000, abs=0.01)
     assert not emu.stats.requests
+
+
+async def test_messages_about_one_input_say_input_not_inputs(
+    emu: Emulator, media: str, tmp_path: Path
+) -> None:
+    manifest = _manifest(tmp_path / "m.csv", [f"{media}/clip_9_9s.mp4,Warmer"])
+    code, stdout, stderr = await _run("batch", str(manifest), "--dry-run", env=_env(emu))
+    assert code == 0, stderr
+    assert "Dry run of 1 input: nothing was submitted." in stdout
+    code, stdout, stderr = await _run("batch", str(manifest), env=_env(emu))
+    assert code == 0, stderr
+    assert "1 of 1 input completed" in stdout
 
 
 async def test_ctrl_c_keeps_the_journal_and_the_same_command_resumes(tmp_path: Path) -> None:

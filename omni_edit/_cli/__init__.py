@@ -112,11 +112,12 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             out=args.out,
             callback_url=args.callback_url,
             preflight=args.preflight,
+            force=args.force,
         )
     if args.command == "status":
         return await run_status(ctx, args.task_id)
     if args.command == "wait":
-        return await run_wait(ctx, args.task_id, out=args.out)
+        return await run_wait(ctx, args.task_id, out=args.out, force=args.force)
     if args.command == "batch":
         settings = BatchSettings(
             manifest=args.manifest,

@@ -27,7 +27,7 @@ from .._models import EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
 from .dry_run import dry_run
-from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain
+from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
 from .manifest import Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
 from .report import Report, ReportRow, describe
@@ -176,6 +176,7 @@ async def _edit_all(
             async for outcome in outcomes:
                 row = describe(outcome, scan.row(outcome.index))
                 tally[row.status] += 1
+                progress.ended_one(row.status)
                 halted = _halted(outcome)
                 if halted and halt is None:
                     halt = outcome.error
@@ -249,7 +250,10 @@ def _summarize(
     others = ", ".join(
         f"{tally[key]} {key}" for key in ("failed", "uncertain", "invalid") if tally[key]
     )
-    ctx.say(f"{tally['completed']} of {total} inputs completed" + (f"; {others}" if others else ""))
+    ctx.say(
+        f"{tally['completed']} of {plural(total, 'input')} completed"
+        + (f"; {others}" if others else "")
+    )
     if tally["completed"]:
         ctx.say(f"  results  {settings.out_dir_path}/")
     if report is not None:

@@ -39,6 +39,7 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "explain",
+    "plural",
 ]
 
 EXIT_OK = 0
@@ -50,6 +51,11 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 class UsageError(Exception):
     """A usage or configuration problem: the message is the whole story (exit 2)."""
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 input``, ``2 inputs``: a count with its noun, in English."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def explain(exc: BaseException, base_url: str) -> tuple[str, int]:

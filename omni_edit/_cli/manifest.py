@@ -89,6 +89,12 @@ class Manifest:
         missing, not UTF-8, or a CSV header without ``video_url`` and ``prompt``."""
         outputs: dict[Path, int] = {}
         try:
+            if self._is_blank():
+                raise UsageError(
+                    f"the manifest {self.path} is empty: write a header row naming the"
+                    " columns video_url and prompt, then one row per clip (or, as JSON"
+                    " Lines, one object per clip)"
+                )
             parsed = self._jsonl() if self.is_jsonl else self._csv()
             for index, (line, values) in enumerate(parsed):
                 yield self._check(index, line, values, outputs)
@@ -100,6 +106,15 @@ class Manifest:
             raise UsageError(
                 f"cannot read the manifest {self.path}: {exc.strerror or exc}"
             ) from None
+
+    def _is_blank(self) -> bool:
+        # Read until the first character that is not white space: one read for any
+        # manifest with content, however large.
+        with self._open() as file:
+            while chunk := file.read(1 << 16):
+                if not chunk.isspace():
+                    return False
+        return True
 
     def _open(self) -> TextIO:
         # utf-8-sig: spreadsheets put a byte-order mark in front of the header.

@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("task_id", metavar="TASK_ID")
     wait.add_argument("--out", type=Path, metavar="FILE", help="where to save the result")
+    _add_force(wait)
     _add_emulator(commands)
     demo = commands.add(
         "demo",
@@ -149,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_force(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--force", action="store_true", help="overwrite the --out file if it exists"
+    )
+
+
 def _add_edit(commands: _Commands) -> None:
     edit = commands.add(
         "edit",
@@ -163,6 +170,7 @@ def _add_edit(commands: _Commands) -> None:
         "--out", type=Path, metavar="FILE", help="where to save (default: named after the input)"
     )
     edit.add_argument("--callback-url", metavar="URL", help="https URL the API calls when done")
+    _add_force(edit)
     edit.add_argument(
         "--no-preflight",
         dest="preflight",
