@@ -66,6 +66,10 @@ async def env(tmp_path: Path, make_emulator: EmulatorFactory) -> dict[str, str]:
         "OMNI_EDIT_API_KEY": "readme-key",
         "OMNI_EDIT_BASE_URL": emu.base_url,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # This checkout's package, whatever the environment has installed.
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(README.parent), os.environ.get("PYTHONPATH")])
+        ),
     }
 
 

@@ -24,14 +24,17 @@ import argparse
 import asyncio
 import logging
 import shlex
+import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from .batch_command import BatchSettings, run_batch
 from .context import Context
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, explain
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, explain
 from .parser import build_parser
+from .streams import put
 from .task_commands import run_edit, run_status, run_wait
 
 __all__ = ["main"]
@@ -39,7 +42,8 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit
-    status: 0 success, 1 a failed edit or request, 2 usage or configuration, 130 Ctrl-C.
+    status: 0 success, 1 a failed edit or request, 2 usage or configuration, 130 Ctrl-C,
+    143 SIGTERM.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
@@ -56,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("omni_edit").setLevel(logging.DEBUG)
     try:
-        return asyncio.run(_dispatch(ctx, args, args_list))
+        return asyncio.run(_until_terminated(ctx, _dispatch(ctx, args, args_list)))
     except KeyboardInterrupt:
         ctx.note(ctx.on_interrupt or "Interrupted.")
         return EXIT_INTERRUPTED
@@ -70,15 +74,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
 
 
+async def _until_terminated(ctx: Context, work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work``; SIGTERM (a service manager, a CI timeout, ``kill``) stops it as
+    Ctrl-C does: the work is cancelled, so journals and reports are closed in order, and
+    the user is told what Ctrl-C would tell them (how to resume). Exit status 143."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if main is not None:
+            main.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # Windows: no handlers on the loop
+        return await work
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        ctx.note(ctx.on_interrupt or "Interrupted.")
+        return EXIT_TERMINATED
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "edit":
         return await run_edit(
-            ctx, args.video_url, args.prompt, out=args.out, callback_url=args.callback_url
+            ctx,
+            args.video_url,
+            args.prompt,
+            out=args.out,
+            callback_url=args.callback_url,
+            preflight=args.preflight,
+            force=args.force,
         )
     if args.command == "status":
         return await run_status(ctx, args.task_id)
     if args.command == "wait":
-        return await run_wait(ctx, args.task_id, out=args.out)
+        return await run_wait(ctx, args.task_id, out=args.out, force=args.force)
     if args.command == "batch":
         settings = BatchSettings(
             manifest=args.manifest,
@@ -125,8 +164,8 @@ def _emulator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the signal handler was in place
         return 0
     except ValueError as exc:
-        print(f"omni-edit emulator: {exc}", file=sys.stderr)
+        put(sys.stderr, f"omni-edit emulator: {exc}")
         return EXIT_USAGE
     except OSError as exc:
-        print(f"omni-edit emulator: cannot listen: {exc}", file=sys.stderr)
+        put(sys.stderr, f"omni-edit emulator: cannot listen: {exc}")
         return 1

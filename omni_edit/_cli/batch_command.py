@@ -2,10 +2,11 @@
 
 The manifest is read once to count and check it (bad rows are reported by line now,
 before anything is sent), then again lazily as ``Client.edit_many`` asks for inputs.
-Every data row reaches the SDK in order, so input n is data row n and its journal entry
-survives edits to other rows; a bad row goes as a placeholder the SDK refuses before it
-touches the journal or the network. The journal lives beside the manifest by default,
-which is what makes "run the same command again" resume.
+Every data row reaches the SDK in order, so input n is data row n (the journal knows
+inputs by what they are, so edits to other rows change nothing for it); a bad row goes
+as a placeholder the SDK refuses before it touches the journal or the network. The
+journal lives beside the manifest by default, which is what makes "run the same command
+again" resume.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import attrs
 from .._batch.inputs import output_name
 from .._client import Client
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
-from .._exceptions import ACCOUNT_ERRORS, JournalError
+from .._exceptions import ACCOUNT_ERRORS, DownloadError, JournalError
 from .._models import EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
 from .dry_run import dry_run
-from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain
-from .manifest import Manifest, Row
+from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
+from .manifest import Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
 from .report import Report, ReportRow, describe
 
@@ -114,7 +115,11 @@ async def run_batch(
     # The client first, so that a missing key or a bad base URL is the only message.
     async with ctx.open_client(poll=poll, key_needed=not settings.dry_run) as client:
         host = urlsplit(client.base_url).hostname or ""
-        manifest = Manifest(settings.manifest, allow_loopback_callbacks=is_loopback_host(host))
+        manifest = Manifest(
+            settings.manifest,
+            out_dir=settings.out_dir_path,
+            allow_loopback_callbacks=is_loopback_host(host),
+        )
         scan = _scan(ctx, manifest)
         if settings.dry_run:
             return await dry_run(
@@ -136,7 +141,15 @@ async def _edit_all(
     out_dir = settings.out_dir_path
 
     def destination(index: int, request: EditRequest, occurrence: int) -> Path:
-        return scan.outputs.get(index) or out_dir / output_name(request, occurrence)
+        path = scan.outputs.get(index)
+        if path is None:
+            return out_dir / output_name(request, occurrence)
+        # Checked when the manifest was read; again now (before the input is billed), in
+        # case a link was put in the output folder since: a result is never written
+        # outside it.
+        if not is_inside(path, out_dir):
+            raise DownloadError(f"{path} now leads out of the output folder {out_dir}")
+        return path
 
     def inputs() -> Iterator[dict[str, str]]:
         for row in manifest.rows():
@@ -165,6 +178,7 @@ async def _edit_all(
             async for outcome in outcomes:
                 row = describe(outcome, scan.row(outcome.index))
                 tally[row.status] += 1
+                progress.ended_one(row.status)
                 halted = _halted(outcome)
                 if halted and halt is None:
                     halt = outcome.error
@@ -238,7 +252,10 @@ def _summarize(
     others = ", ".join(
         f"{tally[key]} {key}" for key in ("failed", "uncertain", "invalid") if tally[key]
     )
-    ctx.say(f"{tally['completed']} of {total} inputs completed" + (f"; {others}" if others else ""))
+    ctx.say(
+        f"{tally['completed']} of {plural(total, 'input')} completed"
+        + (f"; {others}" if others else "")
+    )
     if tally["completed"]:
         ctx.say(f"  results  {settings.out_dir_path}/")
     if report is not None:

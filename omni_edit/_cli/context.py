@@ -18,6 +18,7 @@ from .._constants import BASE_URL_ENV_VAR
 from .._exceptions import ValidationError
 from .._models import PollPolicy
 from .errors import UsageError
+from .streams import put
 
 __all__ = ["Context"]
 
@@ -76,12 +77,12 @@ class Context:
 
     def emit(self, obj: dict[str, Any]) -> None:
         """One JSON object on one line of stdout, flushed so a reader sees it at once."""
-        print(json.dumps(obj, ensure_ascii=False), file=self.out, flush=True)
+        put(self.out, json.dumps(obj, ensure_ascii=False))
 
     def say(self, text: str = "") -> None:
         """A line of the answer, on stdout."""
-        print(text, file=self.out, flush=True)
+        put(self.out, text)
 
     def note(self, text: str) -> None:
         """A line about progress or a problem, on stderr."""
-        print(text, file=self.err, flush=True)
+        put(self.err, text)

@@ -72,20 +72,20 @@ async def run_demo(ctx: Context, out_dir: Path) -> int:
         _serve(clips_dir) as clips_url,
         _block(emu, BLOCKED_PROMPT),
     ):
-        print(f"Emulator of the API at {emu.base_url} (no key needed).")
+        ctx.say(f"Emulator of the API at {emu.base_url} (no key needed).")
         rows = _write_manifest(manifest, clips_url)
         shortest, longest = CLIPS[0][1], CLIPS[-1][1]
-        print(
+        ctx.say(
             f"Made {len(CLIPS)} sample clips of {shortest:g} to {longest:g} s in {clips_dir}/,"
             f" served at {clips_url}/; wrote {rows} edits to {manifest}."
         )
         command = ["omni-edit", "batch", str(manifest), "--out-dir", str(results_dir)]
         command += ["--concurrency", str(CONCURRENCY), "--report", str(report)]
-        print(f"\n$ {shlex.join(command)}", flush=True)
+        ctx.say(f"\n$ {shlex.join(command)}")
         demo_ctx = attrs.evolve(ctx, api_key="demo-key", base_url=emu.base_url, json=False)
         await run_batch(demo_ctx, settings, poll=PollPolicy(min_interval=0.25))
         polls = sum(1 for r in emu.stats.requests if r.method == "GET")
-    return _summary(report, out_dir, time.monotonic() - started, polls)
+    return _summary(ctx, report, out_dir, time.monotonic() - started, polls)
 
 
 def _prepare(clips_dir: Path, journal: Path) -> None:
@@ -108,17 +108,15 @@ def _write_manifest(path: Path, clips_url: str) -> int:
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(("video_url", "prompt", "output"))
-        # Row outputs are taken from the manifest's folder: this one lands in results/.
-        writer.writerows(
-            (url, prompt, f"results/{out}" if out else "") for url, prompt, out in rows
-        )
+        # A row's output is taken under --out-dir: this one lands in results/.
+        writer.writerows(rows)
     return len(rows)
 
 
-def _summary(report: Path, out_dir: Path, elapsed: float, polls: int) -> int:
+def _summary(ctx: Context, report: Path, out_dir: Path, elapsed: float, polls: int) -> int:
     with open(report, newline="", encoding="utf-8") as file:
         rows = sorted(csv.DictReader(file), key=lambda row: int(row["index"]))
-    print(f"\n{'line':>4}  {'clip':<12} {'status':<10} result")
+    ctx.say(f"\n{'line':>4}  {'clip':<12} {'status':<10} result")
     for row in rows:
         clip = row["video_url"].rsplit("/", 1)[-1]
         if row["status"] == "completed":
@@ -126,9 +124,9 @@ def _summary(report: Path, out_dir: Path, elapsed: float, polls: int) -> int:
         else:
             detail = f"{row['error_code']}: {row['error_message']}"
             detail = detail if len(detail) <= 72 else detail[:71] + "…"
-        print(f"{row['line']:>4}  {clip:<12} {row['status']:<10} {detail}")
+        ctx.say(f"{row['line']:>4}  {clip:<12} {row['status']:<10} {detail}")
     completed = sum(1 for row in rows if row["status"] == "completed")
-    print(
+    ctx.say(
         f"\n{completed} of {len(rows)} edits saved under {out_dir}/results/ in {elapsed:.1f} s,"
         f" with {polls} status polls in all ({polls / max(completed, 1):.1f} per edit).\n"
         "The three failures are deliberate: a prompt the emulated safety filter blocks, a"

@@ -18,7 +18,7 @@ from .._client import Client
 from .._constants import INPUT_TOKENS_PER_SECOND, OUTPUT_TOKENS_PER_SECOND
 from .._exceptions import OmniEditError
 from .context import Context
-from .errors import EXIT_FAILED, EXIT_OK
+from .errors import EXIT_FAILED, EXIT_OK, plural
 from .manifest import Manifest, Row
 
 __all__ = ["dry_run"]
@@ -90,7 +90,7 @@ async def dry_run(
         )
     else:
         inputs = len(seconds) + len(refused) + invalid
-        ctx.say(f"Dry run of {inputs} inputs: nothing was submitted.")
+        ctx.say(f"Dry run of {plural(inputs, 'input')}: nothing was submitted.")
         ctx.say(f"  accepted   {len(seconds)}, with {total_seconds:.1f} s of input video in all")
         if refused or invalid:
             ctx.say(f"  refused    {len(refused) + invalid} (see the lines above)")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 
 from ..emulator import Emulator
+from .streams import put
 
 __all__ = ["EMULATOR_API_KEY", "serve_emulator"]
 
@@ -39,9 +41,12 @@ async def serve_emulator(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(signum, stop.set)
             except NotImplementedError:  # Windows: KeyboardInterrupt does the job
                 break
-        print(f"omni-edit emulator: API on {emu.base_url}, results on {emu.result_base_url}")
-        print(f"export OMNI_EDIT_BASE_URL={emu.base_url}")
-        print(f"export OMNI_EDIT_API_KEY={EMULATOR_API_KEY}")
-        print("Press Ctrl-C to stop.", flush=True)
+        put(
+            sys.stdout,
+            f"omni-edit emulator: API on {emu.base_url}, results on {emu.result_base_url}",
+        )
+        put(sys.stdout, f"export OMNI_EDIT_BASE_URL={emu.base_url}")
+        put(sys.stdout, f"export OMNI_EDIT_API_KEY={EMULATOR_API_KEY}")
+        put(sys.stdout, "Press Ctrl-C to stop.")
         await stop.wait()
     return 0

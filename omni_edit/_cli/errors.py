@@ -2,8 +2,9 @@
 
 Exit statuses: 2 for what the user fixes on the command line or in their setup (bad
 arguments, no or wrong key, unsafe base URL, unreadable manifest), 1 for an edit or a
-request that failed, 130 for Ctrl-C. No message here ever holds the API key: the SDK's
-errors never carry it, and these lines add only what the user typed elsewhere.
+request that failed, 130 for Ctrl-C, 143 for SIGTERM. No message here ever holds the API
+key: the SDK's errors never carry it, and these lines add only what the user typed
+elsewhere.
 """
 
 from __future__ import annotations
@@ -30,16 +31,31 @@ from .._exceptions import (
     WaitTimeoutError,
 )
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "UsageError", "explain"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "UsageError",
+    "explain",
+    "plural",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class UsageError(Exception):
     """A usage or configuration problem: the message is the whole story (exit 2)."""
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 input``, ``2 inputs``: a count with its noun, in English."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def explain(exc: BaseException, base_url: str) -> tuple[str, int]:

@@ -1,10 +1,13 @@
 """A batch manifest: CSV with a header row, or JSON Lines, one input per data row.
 
 Keys (CSV columns): ``video_url`` and ``prompt`` (required), ``callback_url`` and
-``output`` (optional). The n-th data row is input n of the batch whatever is wrong with
-it, because the journal is keyed by that position: a bad row is reported, skipped, and
-once fixed resumes in its own place. Blank lines are not data rows. A row's problem is
-found here, before anything is sent, and named by the line it starts on in the file.
+``output`` (optional). An ``output`` is a file name, or a relative path, inside the
+batch's output folder: nothing a manifest says is written anywhere else. The n-th data
+row is input n of the batch whatever is wrong with it, so reports name rows by their
+place; the journal knows inputs by what they ask for, so a bad row is reported, skipped,
+and once fixed is a new input.
+Blank lines are not data rows. A row's problem is found here, before anything is sent,
+and named by the line it starts on in the file.
 
 The file is read twice (``Manifest.rows`` is a fresh generator each time): once to
 count and check, once to feed the batch, so a million-row manifest never sits in memory.
@@ -14,8 +17,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TextIO
 
 import attrs
@@ -24,11 +28,19 @@ from .._exceptions import ValidationError
 from .._wire.validation import validate_callback_url, validate_prompt, validate_video_url
 from .errors import UsageError
 
-__all__ = ["KEYS", "Manifest", "Row"]
+__all__ = ["KEYS", "Manifest", "Row", "is_inside"]
 
 REQUIRED = ("video_url", "prompt")
 KEYS = (*REQUIRED, "callback_url", "output")
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+# The longest name of one folder or file that common file systems take (ext4, APFS,
+# NTFS, in bytes or units), and the longest path when the system does not say.
+_NAME_MAX = 255
+_PATH_MAX_FALLBACK = 1024
+# A download writes a temporary file beside its destination, named after it with a few
+# more characters (see docs/reliability.md#downloads): a name at the limit would be
+# billed, then fail to save. Room is kept for them.
+_TEMP_NAME_ROOM = 32
 
 
 @attrs.frozen
@@ -39,6 +51,7 @@ class Row:
     index: int
     line: int
     fields: dict[str, str]
+    # Inside the batch's output folder (checked as the row was read).
     output: Path | None = None
     problem: str | None = None
 
@@ -46,13 +59,18 @@ class Row:
 class Manifest:
     """The inputs of a batch, read from ``path``.
 
-    ``allow_loopback_callbacks`` mirrors the client's rule: plain http callbacks to a
-    loopback host are fine against a local emulator, never against the real API.
-    ``ignored_keys`` collects keys a row had that no input uses (after ``rows`` ran).
+    A row's ``output`` is taken under ``out_dir`` (not the manifest's folder, which
+    need not be where results go). ``allow_loopback_callbacks`` mirrors the client's
+    rule: plain http callbacks to a loopback host are fine against a local emulator,
+    never against the real API. ``ignored_keys`` collects keys a row had that no input
+    uses (after ``rows`` ran).
     """
 
-    def __init__(self, path: Path, *, allow_loopback_callbacks: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, out_dir: Path, allow_loopback_callbacks: bool = False
+    ) -> None:
         self.path = path
+        self.out_dir = out_dir
         self.allow_loopback_callbacks = allow_loopback_callbacks
         self.ignored_keys: set[str] = set()
 
@@ -72,6 +90,12 @@ class Manifest:
         missing, not UTF-8, or a CSV header without ``video_url`` and ``prompt``."""
         outputs: dict[Path, int] = {}
         try:
+            if self._is_blank():
+                raise UsageError(
+                    f"the manifest {self.path} is empty: write a header row naming the"
+                    " columns video_url and prompt, then one row per clip (or, as JSON"
+                    " Lines, one object per clip)"
+                )
             parsed = self._jsonl() if self.is_jsonl else self._csv()
             for index, (line, values) in enumerate(parsed):
                 yield self._check(index, line, values, outputs)
@@ -83,6 +107,15 @@ class Manifest:
             raise UsageError(
                 f"cannot read the manifest {self.path}: {exc.strerror or exc}"
             ) from None
+
+    def _is_blank(self) -> bool:
+        # Read until the first character that is not white space: one read for any
+        # manifest with content, however large.
+        with self._open() as file:
+            while chunk := file.read(1 << 16):
+                if not chunk.isspace():
+                    return False
+        return True
 
     def _open(self) -> TextIO:
         # utf-8-sig: spreadsheets put a byte-order mark in front of the header.
@@ -170,11 +203,76 @@ class Manifest:
             return attrs.evolve(row, problem=problem)
         if output is None:
             return row
-        path = self.path.parent / Path(output).expanduser()
-        same = path.resolve()
+        try:
+            same = self._output_path(output)
+        except ValueError as exc:
+            return attrs.evolve(row, problem=f"output {_shown(output)} {exc}")
         if same in outputs:
             return attrs.evolve(
-                row, problem=f"output {output} is also the output of line {outputs[same]}"
+                row,
+                problem=f"output {_shown(output)} is also the output of line {outputs[same]}",
             )
         outputs[same] = line
-        return attrs.evolve(row, output=path)
+        # As the user wrote it, under the output folder: that is what the report shows.
+        return attrs.evolve(row, output=self.out_dir / output)
+
+    def _output_path(self, output: str) -> Path:
+        """Where ``output`` is saved: under ``out_dir``, symbolic links resolved.
+        ``ValueError`` (the reason) for a path that would lead out of it, or that the
+        file system could not take, so the row is refused before it is billed."""
+        if "\0" in output:
+            raise ValueError("contains a NUL character")
+        relative = PurePath(output)
+        # "~" is not expanded: it would lead out of the folder, as "/" and ".." do.
+        if relative.anchor or output.startswith("~") or ".." in relative.parts:
+            raise ValueError(
+                "must be a file name or a relative path inside the output folder"
+                " (--out-dir), without '..', '~' or a leading '/'"
+            )
+        if not relative.parts:
+            raise ValueError("names no file")
+        for part in relative.parts:
+            room = _NAME_MAX - (_TEMP_NAME_ROOM if part == relative.name else 0)
+            if len(os.fsencode(part)) > room:
+                raise ValueError(f"has a name longer than {room} bytes")
+        try:
+            base = self.out_dir.resolve()
+            # Resolved, so that a symbolic link among the folders already there cannot
+            # lead out of the output folder either.
+            path = (base / relative).resolve()
+            if not path.is_relative_to(base):
+                raise ValueError("leads out of the output folder (--out-dir) through a link")
+            if len(os.fsencode(path)) + _TEMP_NAME_ROOM > _path_max(base):
+                raise ValueError("makes a path longer than the file system takes")
+            if path.is_dir():
+                raise ValueError("is a folder")
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links (< 3.13)
+            raise ValueError(f"cannot be used: {getattr(exc, 'strerror', None) or exc}") from None
+        return path
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` stays inside ``folder`` once symbolic links are resolved."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _shown(output: str) -> str:
+    # Quoted, with control characters escaped, and bounded: a row's text must not
+    # garble the terminal or flood it.
+    text = repr(output)
+    return text if len(text) <= 80 else text[:76] + "...'"
+
+
+def _path_max(folder: Path) -> int:
+    """The longest path the file system under ``folder`` takes (its nearest existing
+    parent is asked: the output folder itself may not exist yet)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return os.pathconf(candidate, "PC_PATH_MAX")
+            except (OSError, ValueError, AttributeError):
+                break
+    return _PATH_MAX_FALLBACK

@@ -20,16 +20,18 @@ _BATCH_EPILOG = """\
 manifest:
   CSV (.csv) with a header row naming the columns, or JSON Lines (.jsonl, one object
   per line) with the same keys: video_url and prompt (required), callback_url and
-  output (optional). An output path is relative to the manifest's folder; rows without
-  one are saved under --out-dir. A bad row is reported with its line number, skipped,
-  and keeps its place: fix it and rerun, and the rest resumes.
+  output (optional). An output is a file name or a relative path under --out-dir
+  (never '..', '~' or an absolute path); rows without one get a name from their input.
+  A bad row is reported with its line number, skipped, and keeps its place: fix it and
+  rerun, and the rest resumes.
 
 resuming:
   The journal records every input's task. Run the same command again, after a crash or
   Ctrl-C, to resume: nothing done is redone and nothing submitted is submitted twice.
 
 exit status:
-  0 every input completed, 1 some did not, 2 usage or configuration error, 130 Ctrl-C.
+  0 every input completed, 1 some did not, 2 usage or configuration error, 130 Ctrl-C,
+  143 SIGTERM (which, like Ctrl-C, keeps the journal and says how to resume).
 """
 
 
@@ -131,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("task_id", metavar="TASK_ID")
     wait.add_argument("--out", type=Path, metavar="FILE", help="where to save the result")
+    _add_force(wait)
     _add_emulator(commands)
     demo = commands.add(
         "demo",
@@ -147,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_force(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--force", action="store_true", help="overwrite the --out file if it exists"
+    )
+
+
 def _add_edit(commands: _Commands) -> None:
     edit = commands.add(
         "edit",
@@ -161,6 +170,14 @@ def _add_edit(commands: _Commands) -> None:
         "--out", type=Path, metavar="FILE", help="where to save (default: named after the input)"
     )
     edit.add_argument("--callback-url", metavar="URL", help="https URL the API calls when done")
+    _add_force(edit)
+    edit.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="do not read the clip's header before submitting it (preflight refuses a"
+        " clip over 10 s or not mp4 before it costs anything)",
+    )
 
 
 def _add_batch(commands: _Commands) -> None:

@@ -6,6 +6,10 @@ carriage return would garble the output, so a plain line is printed when the cou
 changed, at most every two seconds, and once at the end. ``--json`` shows no progress:
 its outcome objects on stdout are the progress.
 
+Outcomes are counted as the report names them (completed, failed, uncertain, invalid:
+see ``report``), so the progress and the summary agree; the batch's own counts give
+what is running and the credits.
+
 tqdm is imported here only, and this module only by the batch command: ``import
 omni_edit`` and the other commands never pay for it.
 """
@@ -16,10 +20,12 @@ import asyncio
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import TextIO
 
 from .._models import BatchProgress
+from .streams import put
 
 __all__ = ["Progress", "make_progress", "status_line", "ticking"]
 
@@ -27,15 +33,18 @@ PLAIN_INTERVAL = 2.0  # seconds between two plain progress lines, at most one pe
 TICK_INTERVAL = 0.5  # how often a display may move while no count changes
 
 
-def status_line(total: int, counts: BatchProgress, elapsed: float) -> str:
-    """``12/24 done, 1 failed, 3 running, 2.1/s, ETA 5s, credits 1234.5``."""
-    finished = counts.done + counts.failed
+def status_line(total: int, ended: Counter[str], counts: BatchProgress, elapsed: float) -> str:
+    """``12/24 done, 1 failed, 2 invalid, 3 running, 2.1/s, ETA 5s, credits 1234.5``:
+    ``ended`` counts outcomes by report status; uncertain and invalid show when nonzero."""
+    finished = ended.total()
     # Not over less than a second: the rows refused at once would make a silly rate.
     rate = finished / max(elapsed, 1.0)
     eta = _duration((total - finished) / rate) if rate > 0 else "?"
+    others = "".join(f" {ended[key]} {key}," for key in ("uncertain", "invalid") if ended[key])
     return (
-        f"{counts.done}/{total} done, {counts.failed} failed, {counts.running} running,"
-        f" {rate:.1f}/s, ETA {eta}, credits {counts.credits_reserved:.1f}"
+        f"{ended['completed']}/{total} done, {ended['failed']} failed,{others}"
+        f" {counts.running} running, {rate:.1f}/s, ETA {eta},"
+        f" credits {counts.credits_reserved:.1f}"
     )
 
 
@@ -55,6 +64,7 @@ class Progress:
         self.total = total
         self.stream = stream
         self.counts = BatchProgress()
+        self.ended: Counter[str] = Counter()
         self.started = time.monotonic()
 
     @property
@@ -64,6 +74,10 @@ class Progress:
     def update(self, counts: BatchProgress) -> None:
         """The batch's counts changed (``BatchOptions.on_progress``)."""
         self.counts = counts
+
+    def ended_one(self, status: str) -> None:
+        """An input's outcome arrived, with its report status."""
+        self.ended[status] += 1
 
     def message(self, text: str) -> None:
         """A line that must stay readable (a failure): printed above any bar."""
@@ -78,27 +92,35 @@ class Progress:
 class PlainProgress(Progress):
     def __init__(self, total: int, stream: TextIO) -> None:
         super().__init__(total, stream)
-        self._shown: BatchProgress | None = None
+        self._shown: tuple[BatchProgress, Counter[str]] | None = None
         self._shown_at = float("-inf")
 
     def update(self, counts: BatchProgress) -> None:
         super().update(counts)
         self.tick()
 
+    def ended_one(self, status: str) -> None:
+        super().ended_one(status)
+        self.tick()
+
+    @property
+    def _state(self) -> tuple[BatchProgress, Counter[str]]:
+        return self.counts, self.ended
+
     def message(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        put(self.stream, text)
 
     def tick(self) -> None:
-        if self.counts != self._shown and time.monotonic() - self._shown_at >= PLAIN_INTERVAL:
+        if self._state != self._shown and time.monotonic() - self._shown_at >= PLAIN_INTERVAL:
             self._show()
 
     def close(self) -> None:
-        if self.counts != self._shown:
+        if self._state != self._shown:
             self._show()
 
     def _show(self) -> None:
-        self._shown, self._shown_at = self.counts, time.monotonic()
-        print(status_line(self.total, self.counts, self.elapsed), file=self.stream, flush=True)
+        self._shown, self._shown_at = (self.counts, self.ended.copy()), time.monotonic()
+        put(self.stream, status_line(self.total, self.ended, self.counts, self.elapsed))
 
 
 class BarProgress(Progress):
@@ -110,13 +132,22 @@ class BarProgress(Progress):
 
     def update(self, counts: BatchProgress) -> None:
         super().update(counts)
+        self._redraw()
+
+    def ended_one(self, status: str) -> None:
+        super().ended_one(status)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        ended = self.ended
+        others = "".join(f", {key} {ended[key]}" for key in ("uncertain", "invalid") if ended[key])
         self._bar.set_postfix_str(
-            f"done {counts.done}, failed {counts.failed}, running {counts.running},"
-            f" credits {counts.credits_reserved:.1f}",
+            f"done {ended['completed']}, failed {ended['failed']}{others},"
+            f" running {self.counts.running}, credits {self.counts.credits_reserved:.1f}",
             refresh=False,
         )
         # update() redraws, but no more often than mininterval.
-        self._bar.update(counts.done + counts.failed - self._bar.n)
+        self._bar.update(ended.total() - self._bar.n)
 
     def message(self, text: str) -> None:
         self._bar.write(text, file=self.stream)

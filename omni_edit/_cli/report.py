@@ -1,13 +1,17 @@
 """What became of each input of a batch: one row per input, as outcomes arrive.
 
 The same rows feed the ``--report`` file (CSV for a ``.csv`` name, JSON Lines for any
-other), the ``--json`` output and the summary. Each row is flushed as it is written, so
-a report of an interrupted run holds every outcome it saw.
+other), the ``--json`` output and the summary. Outcomes arrive in completion order; the
+report is in input order, as the manifest is, so the two can be read side by side. Each
+row is written and flushed as soon as every earlier input's row is; a row that arrives
+early waits, already serialized, for those. Closing writes what is still waiting, in
+order, so a report of an interrupted run holds every outcome it saw.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, TextIO
@@ -112,25 +116,47 @@ def _code(error: BaseException) -> str:
 
 
 class Report:
-    """The ``--report`` file: written afresh by each run, one flushed row per outcome."""
+    """The ``--report`` file: written afresh by each run, one row per input, in input
+    order (see the module doc)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._csv = path.suffix.lower() == ".csv"
         # Held open for the whole run, closed by close().
         self._file: TextIO = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._next = 0  # the index of the next row the file takes
+        self._waiting: dict[int, str] = {}
         self._writer: csv.DictWriter[str] | None = None
-        if self._csv:
-            self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._buffer = io.StringIO()
+        if path.suffix.lower() == ".csv":
+            self._writer = csv.DictWriter(self._buffer, fieldnames=COLUMNS)
             self._writer.writeheader()
+            self._file.write(self._take())
             self._file.flush()
 
     def write(self, row: ReportRow) -> None:
-        if self._writer is not None:
-            self._writer.writerow(row.as_dict())
-        else:
-            self._file.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
+        self._waiting[row.index] = self._text(row)
+        if self._next not in self._waiting:
+            return
+        while self._next in self._waiting:
+            self._file.write(self._waiting.pop(self._next))
+            self._next += 1
         self._file.flush()
 
     def close(self) -> None:
+        # Rows after a gap: inputs an interrupted run never finished, or a row appended
+        # to the manifest while the batch ran.
+        for index in sorted(self._waiting):
+            self._file.write(self._waiting.pop(index))
         self._file.close()
+
+    def _text(self, row: ReportRow) -> str:
+        if self._writer is None:
+            return json.dumps(row.as_dict(), ensure_ascii=False) + "\n"
+        self._writer.writerow(row.as_dict())
+        return self._take()
+
+    def _take(self) -> str:
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return text

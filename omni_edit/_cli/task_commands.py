@@ -15,7 +15,8 @@ from .._batch.inputs import output_name
 from .._client import Client
 from .._models import EditRequest, Task, Usage
 from .context import Context
-from .errors import EXIT_OK
+from .errors import EXIT_OK, UsageError
+from .streams import put
 
 __all__ = ["run_edit", "run_status", "run_wait", "task_json"]
 
@@ -50,17 +51,17 @@ class StatusLine:
         text = f"{task.id}  {task.status.value:<10} {task.progress:>3}%"
         if self._live:
             # Pad over the previous text: a shorter line would leave its tail behind.
-            print("\r" + text.ljust(self._width), end="", file=self._stream, flush=True)
+            put(self._stream, "\r" + text.ljust(self._width), end="")
             self._width = len(text)
             return
         state = (task.status.value, task.progress // 25)
         if state != self._last:
-            print(text, file=self._stream, flush=True)
+            put(self._stream, text)
         self._last = state
 
     def close(self) -> None:
         if self._live and self._width:
-            print(file=self._stream, flush=True)
+            put(self._stream)
             self._width = 0
 
 
@@ -71,12 +72,21 @@ async def run_edit(
     *,
     out: Path | None,
     callback_url: str | None,
+    preflight: bool = True,
+    force: bool = False,
 ) -> int:
     """Submit one edit, wait for it and save the result (default: a file in the current
-    folder named after the input). SDK errors propagate for ``main`` to explain."""
+    folder named after the input). With ``preflight`` (the default, as for ``batch``)
+    the clip's header is read first, so a clip the API would refuse costs nothing. SDK
+    errors propagate for ``main`` to explain. An existing file at the destination is a
+    ``UsageError`` unless ``force``, found before anything is billed."""
     dest = out or Path(output_name(EditRequest(video_url, prompt, callback_url)))
+    # In a folder, the file is named after the task, which does not exist yet.
+    _refuse_to_overwrite(dest, force=force)
     async with ctx.open_client() as client:
-        task = await client.submit(video_url, prompt, callback_url=callback_url)
+        task = await client.submit(
+            video_url, prompt, callback_url=callback_url, preflight=preflight
+        )
         ctx.on_interrupt = (
             f"Interrupted; task {task.id} goes on. Save its result later with:"
             f" omni-edit wait {task.id} --out {shlex.quote(str(dest))}"
@@ -102,12 +112,31 @@ async def run_status(ctx: Context, task_id: str) -> int:
     return EXIT_OK
 
 
-async def run_wait(ctx: Context, task_id: str, *, out: Path | None) -> int:
-    """Wait for the task to end; save the result at ``out`` if given, else print its
-    link. A failed task raises ``TaskFailedError`` for ``main`` to explain (exit 1)."""
+async def run_wait(ctx: Context, task_id: str, *, out: Path | None, force: bool = False) -> int:
+    """Wait for the task to end; save the result at ``out`` if given (an existing file
+    only with ``force``), else print its link. A failed task raises ``TaskFailedError``
+    for ``main`` to explain (exit 1)."""
+    if out is not None:
+        # In a folder, the file is named after the task (see ``Client.download``).
+        _refuse_to_overwrite(out, force=force, name_in_folder=f"{task_id}.mp4")
     async with ctx.open_client() as client:
         task = await client.get(task_id)
         return await _finish(ctx, client, task, out)
+
+
+def _refuse_to_overwrite(dest: Path, *, force: bool, name_in_folder: str | None = None) -> None:
+    """``UsageError`` when saving at ``dest`` would replace a file, unless ``force``.
+    ``name_in_folder`` is the name the result takes when ``dest`` is a folder, if known."""
+    if force:
+        return
+    if dest.is_dir():
+        if name_in_folder is None:
+            return
+        dest = dest / name_in_folder
+    if dest.exists() or dest.is_symlink():
+        raise UsageError(
+            f"{dest} already exists: pass --force to overwrite it, or choose another --out"
+        )
 
 
 async def _finish(ctx: Context, client: Client, task: Task, dest: Path | None) -> int:
