@@ -178,6 +178,9 @@ async def _edit_all(
             async for outcome in outcomes:
                 row = describe(outcome, scan.row(outcome.index))
                 tally[row.status] += 1
+                if outcome.resumed:
+                    # Done by an earlier run or another worker sharing the journal.
+                    tally["resumed"] += 1
                 progress.ended_one(row.status)
                 halted = _halted(outcome)
                 if halted and halt is None:
@@ -241,6 +244,8 @@ def _summarize(
                 "event": "summary",
                 "total": total,
                 **{key: tally[key] for key in ("completed", "failed", "uncertain", "invalid")},
+                # This run's share, and what the journal already held.
+                "found_done": tally["resumed"],
                 "credits_reserved": round(credits, 2),
                 "out_dir": str(settings.out_dir_path),
                 "journal": str(settings.journal_path),
@@ -256,6 +261,12 @@ def _summarize(
         f"{tally['completed']} of {plural(total, 'input')} completed"
         + (f"; {others}" if others else "")
     )
+    if tally["resumed"]:
+        ctx.say(
+            f"  share    {total - tally['resumed']} worked by this run,"
+            f" {tally['resumed']} found done (by an earlier run, or another run sharing"
+            " the journal)"
+        )
     if tally["completed"]:
         ctx.say(f"  results  {settings.out_dir_path}/")
     if report is not None:
