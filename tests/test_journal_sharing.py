@@ -140,3 +140,18 @@ async def test_two_batches_on_one_journal_split_the_inputs_and_both_report_all(
     assert mine
     assert theirs
     assert emu.stats.replays == 0  # nothing was even sent twice
+
+
+async def test_many_workers_opening_a_new_journal_at_once_all_get_it(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    for _ in range(3):
+        journals = await asyncio.gather(*(SqliteJournal.open(path) for _ in range(6)))
+        try:
+            keys = {j.key_for(Identity(DIGEST, 0), 1) for j in journals}
+            assert len(keys) == 1  # one salt, made once
+        finally:
+            for journal in journals:
+                await journal.close()
+        path.unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)

@@ -63,7 +63,6 @@ from .._models import (
     Usage,
 )
 from .._wire.protocol import new_idempotency_key
-from .._wire.validation import validate_prompt, validate_video_url
 from .inputs import InputFeed, check_destination, coerce_request, output_name
 from .journal import (
     Claim,
@@ -229,11 +228,8 @@ class _Batch:
         reading order, so identical inputs are numbered in that order (``journal``)."""
         try:
             request = coerce_request(raw)
-            if self.journal is not None:
-                # Checked before a row is made for it: text SQLite cannot store (a lone
-                # surrogate) must fail this input, not the journal.
-                validate_video_url(request.video_url)
-                validate_prompt(request.prompt)
+            # Also the check that the text can be stored: a lone surrogate (not UTF-8)
+            # fails this input here, never the journal's write.
             digest = (
                 fingerprint(request.video_url, request.prompt, request.callback_url)
                 if self.journal is not None or self._saves
@@ -241,8 +237,11 @@ class _Batch:
             )
         except ValidationError as exc:
             return EditOutcome(index=index, request=_request_or_none(raw), error=exc)
-        except UnicodeEncodeError:
-            error = ValidationError("the input's text is not valid Unicode (a lone surrogate)")
+        except (UnicodeEncodeError, TypeError):
+            error = ValidationError(
+                "the input's clip URL, prompt and callback URL must be text (valid Unicode,"
+                " without lone surrogates)"
+            )
             return EditOutcome(index=index, request=_request_or_none(raw), error=error)
         if self.journal is None:
             occurrence = 0
@@ -330,6 +329,9 @@ class _Batch:
     async def _run_input(self, item: _Input, claim: Claim | None) -> EditOutcome:
         """Work an input this worker holds (or any input, without a journal)."""
         task: Task | None = None
+        # Journal writes this input queued and did not wait for: all done before its
+        # outcome is handed over, so no outcome is reported before its task id is kept.
+        writes: list[asyncio.Future[None]] = []
         try:
             # Before anything is billed: a result that could not be saved is lost.
             dest = self._destination(item)
@@ -344,7 +346,7 @@ class _Batch:
             task_id, attempts, key, recorded = start
             while True:
                 if task_id is None:
-                    task = await self._submit(item, attempts, key, recorded=recorded)
+                    task = await self._submit(item, attempts, key, writes, recorded=recorded)
                     attempts += 1
                     task_id, key, recorded = task.id, None, False
                 self._count(running=1)
@@ -366,16 +368,25 @@ class _Batch:
                 break
             path = await self._save(dest, task)
             if self.journal is not None:
-                with self._journal_guard(item.index, task):
-                    await self.journal.completed(
+                # Not waited for: lost to a crash, it costs a rerun one GET (the task id
+                # is kept), never a second task.
+                self._track(
+                    self.journal.completed(
                         item.identity, task.id, task.result_url, str(path) if path else None
-                    )
-            return self._outcome(item, task=task, path=path)
+                    ),
+                    item.index,
+                    task,
+                )
+            outcome = self._outcome(item, task=task, path=path)
         except Exception as exc:
             if not isinstance(exc, OmniEditError):
                 logger.exception("input %d failed unexpectedly", item.index)
             await self._record_failure(item, exc, task)
-            return self._outcome(item, task=task, error=exc)
+            outcome = self._outcome(item, task=task, error=exc)
+        if writes and not all(write.done() for write in writes):
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(writes)
+        return outcome
 
     def _resume(
         self, claim: Claim | None
@@ -421,7 +432,13 @@ class _Batch:
         )
 
     async def _submit(
-        self, item: _Input, attempts: int, key: str | None, *, recorded: bool
+        self,
+        item: _Input,
+        attempts: int,
+        key: str | None,
+        writes: list[asyncio.Future[None]],
+        *,
+        recorded: bool,
     ) -> Task:
         """Create the input's task: one paid intent, so one Idempotency-Key for every
         send, refusals retried included. ``key``: an earlier send's key to replay (or,
@@ -449,7 +466,7 @@ class _Batch:
             )
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
-                task = await self._create(item, attempts, key, recorded=recorded)
+                task = await self._create(item, attempts, key, writes, recorded=recorded)
             except SubmissionUncertainError as exc:
                 # Every send of this key went unanswered. Sending it again is still safe
                 # (the gateway answers a known key with its task), and a batch outlives
@@ -488,7 +505,15 @@ class _Batch:
             return task
         raise AssertionError("unreachable")
 
-    async def _create(self, item: _Input, attempts: int, key: str, *, recorded: bool) -> Task:
+    async def _create(
+        self,
+        item: _Input,
+        attempts: int,
+        key: str,
+        writes: list[asyncio.Future[None]],
+        *,
+        recorded: bool,
+    ) -> Task:
         """One create request, journaled first (with its key) when there is a journal."""
         request = item.request
         if self.journal is None:
@@ -503,7 +528,7 @@ class _Batch:
         # the input uncertain. A cancelled worker waits, about one request's time at
         # most, for the answer to be recorded, then goes.
         create = asyncio.get_running_loop().create_task(
-            self._create_journaled(self.journal, item, attempts, key, recorded)
+            self._create_journaled(self.journal, item, attempts, key, writes, recorded)
         )
         try:
             return await asyncio.shield(create)
@@ -518,7 +543,13 @@ class _Batch:
             raise
 
     async def _create_journaled(
-        self, journal: JournalStore, item: _Input, attempts: int, key: str, recorded: bool
+        self,
+        journal: JournalStore,
+        item: _Input,
+        attempts: int,
+        key: str,
+        writes: list[asyncio.Future[None]],
+        recorded: bool,
     ) -> Task:
         if not recorded:
             await journal.submitting(item.identity, attempts + 1, key)
@@ -529,12 +560,14 @@ class _Batch:
             callback_url=request.callback_url,
             idempotency_key=key,
         )
-        # Recorded in the same protected step: losing a task id is paying twice. If it
-        # cannot be, the task still goes on to its outcome (the journal's "submitting"
-        # row holds the key, so a rerun replays it and gets this task).
+        # Queued in the same protected step: losing a task id is paying twice. Polling
+        # need not wait for the commit (a crash before it is the same either way); the
+        # outcome does. If it cannot be written, the task still goes on to its outcome
+        # (the "submitting" row holds the key, so a rerun replays it, gets this task).
         reserved = task.usage.credits_reserved if task.usage else None
-        with self._journal_guard(item.index, task):
-            await journal.submitted(item.identity, task.id, reserved)
+        writes.append(
+            self._track(journal.submitted(item.identity, task.id, reserved), item.index, task)
+        )
         return task
 
     def _destination(self, item: _Input) -> Path | None:
@@ -596,6 +629,23 @@ class _Batch:
                 task.id,
                 exc.__cause__ or exc,
             )
+
+    def _track(self, write: Awaitable[None], index: int, task: Task | None) -> asyncio.Future[None]:
+        """A queued journal write nobody waits on yet: its failure stops the batch
+        (as ``_journal_guard``), even if nobody ever waits on it."""
+        future = asyncio.ensure_future(write)
+
+        def done(written: asyncio.Future[None]) -> None:
+            if written.cancelled():
+                return
+            exc = written.exception()
+            if isinstance(exc, JournalError):
+                self._journal_broken(exc, index, task)
+            elif exc is not None:
+                logger.error("input %d: a journal write failed", index, exc_info=exc)
+
+        future.add_done_callback(done)
+        return future
 
     @contextlib.contextmanager
     def _journal_guard(self, index: int, task: Task | None) -> Iterator[None]:

@@ -142,21 +142,24 @@ class JournalStore(Protocol):
         """The Idempotency-Key of the input's ``attempt``-th create."""
         ...
 
-    async def submitting(self, identity: Identity, attempts: int, key: str) -> None:
+    # The records below are queued when called, in call order, and written (group
+    # committed) in that order; the awaitable says when the write is done.
+
+    def submitting(self, identity: Identity, attempts: int, key: str) -> Awaitable[None]:
         """Durable before the create request is sent."""
         ...
 
-    async def submitted(self, identity: Identity, task_id: str, credits: float | None) -> None:
+    def submitted(self, identity: Identity, task_id: str, credits: float | None) -> Awaitable[None]:
         """Durable as soon as the create's answer is in."""
         ...
 
-    async def uncertain(self, identity: Identity, message: str) -> None: ...
+    def uncertain(self, identity: Identity, message: str) -> Awaitable[None]: ...
 
-    async def completed(
+    def completed(
         self, identity: Identity, task_id: str, result_url: str | None, path: str | None
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
 
-    async def failed(
+    def failed(
         self,
         identity: Identity,
         *,
@@ -165,7 +168,7 @@ class JournalStore(Protocol):
         retryable: bool,
         task_id: str | None = None,
         release: bool = True,
-    ) -> None:
+    ) -> Awaitable[None]:
         """``release=False`` while the worker goes on trying the input itself."""
         ...
 

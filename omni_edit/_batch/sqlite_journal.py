@@ -79,6 +79,8 @@ _COLUMNS = (
 )
 
 _Op = Callable[[sqlite3.Connection, float], Any]
+# How long opening waits for another process that is creating the same journal.
+_OPEN_LOCK_TIMEOUT = 15.0
 
 
 def _entry(row: Any) -> JournalEntry:
@@ -99,39 +101,36 @@ def _entry(row: Any) -> JournalEntry:
 
 def _connect(path: str) -> tuple[sqlite3.Connection, bytes]:
     """Open the file, create or check its schema, and read (or make) its salt."""
-    try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise ValidationError(
-            f"cannot open the journal {path} ({exc}): name a file in a writable folder",
-            field="journal",
-        ) from None
-    try:
-        conn.execute("PRAGMA busy_timeout=15000")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        # Not executescript: it commits first, and the schema and the salt are made
-        # under the write lock, once, even when two processes open a new file at once.
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(32),))
-        found = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        conn.execute("COMMIT")
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS occurrences"
-            " (digest TEXT PRIMARY KEY, n INTEGER NOT NULL)"
-        )
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise ValidationError(
-            f"{path} is not an omni_edit journal ({exc}): name a new file for the journal",
-            field="journal",
-        ) from None
+    deadline = time.monotonic() + _OPEN_LOCK_TIMEOUT
+    while True:
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ValidationError(
+                f"cannot open the journal {path} ({exc}): name a file in a writable folder",
+                field="journal",
+            ) from None
+        try:
+            found = _prepare(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            # Two processes opening a new file at once: switching it to WAL mode needs
+            # a lock SQLite will not wait for (its busy handler is skipped where waiting
+            # could deadlock). The other one finishes in milliseconds: try again.
+            if _is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            raise JournalError(
+                f"the journal {path} could not be opened ({exc}): check the disk and the"
+                " file's permissions, or name another journal file"
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ValidationError(
+                f"{path} is not an omni_edit journal ({exc}): name a new file for the journal",
+                field="journal",
+            ) from None
+        break
     version = found.get("schema_version")
     if version != str(SCHEMA_VERSION):
         conn.close()
@@ -152,6 +151,39 @@ def _connect(path: str) -> tuple[sqlite3.Connection, bytes]:
             field="journal",
         ) from None
     return conn, salt
+
+
+def _prepare(conn: sqlite3.Connection) -> dict[str, str]:
+    """Settings, schema, version and salt, under the write lock; the meta rows."""
+    conn.execute("PRAGMA busy_timeout=15000")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Not executescript: it commits first, and the schema and the salt are made
+        # under the write lock, once, even when two processes open a new file at once.
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(32),))
+        found = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS occurrences (digest TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+    )
+    return found
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 class SqliteJournal:
@@ -226,7 +258,22 @@ class SqliteJournal:
         try:
             while self._pending:
                 group, self._pending = self._pending, []
-                results = await loop.run_in_executor(self._executor, self._apply, group)
+                durable = any(d for _, d, _ in group)
+                # The write lock is taken, and the commit made, on the journal's thread:
+                # another process may hold the lock (up to busy_timeout), and a commit
+                # waits on the disk. The statements between run here, on the loop: a few
+                # microseconds each, against the database this connection has locked,
+                # so they never wait; run on the thread instead, each one handed the GIL
+                # back and forth with the loop, which cost far more than the work.
+                results: list[tuple[bool, Any]] = []
+                failure = await loop.run_in_executor(self._executor, self._begin, durable)
+                if failure is None:
+                    results, failure = self._apply(group)
+                if failure is None:
+                    failure = await loop.run_in_executor(self._executor, self._commit)
+                if failure is not None:
+                    # Nothing of the group is trusted to have been written.
+                    results = [(False, failure)] * len(group)
                 for (_, _, future), (ok, value) in zip(group, results, strict=True):
                     if future.done():
                         continue  # its caller was cancelled; the write was still made
@@ -243,37 +290,46 @@ class SqliteJournal:
                     future.set_exception(JournalError(f"the journal {self.location} was closed"))
             self._pending = []
 
-    def _apply(self, group: list[tuple[_Op, bool, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
-        """On the journal's thread: the whole group in one transaction, one commit."""
-        conn = self._conn
-        durable = any(d for _, d, _ in group)
+    def _begin(self, durable: bool) -> BaseException | None:
+        """On the journal's thread: the write lock, for a group as durable as it needs."""
         try:
             if durable != self._full:
-                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._full = durable
-            conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")
         except Exception as exc:
-            return [(False, exc)] * len(group)
+            return exc
+        return None
+
+    def _commit(self) -> BaseException | None:
+        """On the journal's thread: one commit (one fsync) for the whole group."""
+        try:
+            self._conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            return exc
+        return None
+
+    def _apply(
+        self, group: list[tuple[_Op, bool, asyncio.Future[Any]]]
+    ) -> tuple[list[tuple[bool, Any]], BaseException | None]:
+        """The group's statements, inside the transaction: each op's result (or its own
+        error), or the database's error that ended the transaction."""
+        conn = self._conn
         results: list[tuple[bool, Any]] = []
         now = time.time()
         for op, _, _ in group:
             try:
                 results.append((True, op(conn, now)))
             except sqlite3.Error as exc:
-                # A full disk, say: the transaction may be gone already. Nothing of the
-                # group is trusted to have been written.
+                # A full disk, say: the transaction may be gone already.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                return [(False, exc)] * len(group)
+                return [], exc
             except Exception as exc:
                 results.append((False, exc))
-        try:
-            conn.execute("COMMIT")
-        except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            return [(False, exc)] * len(group)
-        return results
+        return results, None
 
     def _error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, (sqlite3.Error, OSError)):
@@ -384,8 +440,8 @@ class SqliteJournal:
 
         return op
 
-    async def submitting(self, identity: Identity, attempts: int, key: str) -> None:
-        await self._do(
+    def submitting(self, identity: Identity, attempts: int, key: str) -> Awaitable[None]:
+        return self._queue(
             self._update(
                 identity,
                 "state = ?, attempts = ?, idempotency_key = ?, task_id = NULL,"
@@ -395,8 +451,8 @@ class SqliteJournal:
             durable=True,
         )
 
-    async def submitted(self, identity: Identity, task_id: str, credits: float | None) -> None:
-        await self._do(
+    def submitted(self, identity: Identity, task_id: str, credits: float | None) -> Awaitable[None]:
+        return self._queue(
             self._update(
                 identity,
                 "state = ?, task_id = ?, credits = ?",
@@ -405,8 +461,8 @@ class SqliteJournal:
             durable=True,
         )
 
-    async def uncertain(self, identity: Identity, message: str) -> None:
-        await self._do(
+    def uncertain(self, identity: Identity, message: str) -> Awaitable[None]:
+        return self._queue(
             self._update(
                 identity,
                 "state = ?, error_message = ?, owner = NULL, lease_until = NULL",
@@ -414,10 +470,10 @@ class SqliteJournal:
             )
         )
 
-    async def completed(
+    def completed(
         self, identity: Identity, task_id: str, result_url: str | None, path: str | None
-    ) -> None:
-        await self._do(
+    ) -> Awaitable[None]:
+        return self._queue(
             self._update(
                 identity,
                 "state = ?, task_id = ?, result_url = ?, path = ?, error_code = NULL,"
@@ -426,7 +482,7 @@ class SqliteJournal:
             )
         )
 
-    async def failed(
+    def failed(
         self,
         identity: Identity,
         *,
@@ -435,9 +491,9 @@ class SqliteJournal:
         retryable: bool,
         task_id: str | None = None,
         release: bool = True,
-    ) -> None:
+    ) -> Awaitable[None]:
         owner = ", owner = NULL, lease_until = NULL" if release else ""
-        await self._do(
+        return self._queue(
             self._update(
                 identity,
                 "state = ?, task_id = COALESCE(?, task_id), error_code = ?,"
