@@ -1,5 +1,5 @@
-"""Two ``omni-edit batch`` processes on one manifest and its journal: they split it, and
-one finishes what the other, killed, left."""
+"""`omni-edit batch` and its journal: an edited manifest resumes by what rows are, and two
+processes on one manifest split it, one finishing what the other, killed, left."""
 
 from __future__ import annotations
 
@@ -128,3 +128,30 @@ async def test_a_killed_run_s_rows_are_finished_by_the_other_without_duplicates(
         assert survivor.returncode == 0, stderr.decode()
         assert _summary(stdout)["completed"] == ROWS
         _created_once(emu)  # the dead run's tasks were waited on, or their keys replayed
+
+
+async def test_an_edited_manifest_submits_only_its_new_and_fixed_rows(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    async with Emulator(processing_time=(0.02, 0.1), estimated_time=0.05, seed=13) as emu:
+        env = _env(emu, lease=30)
+        first = await anyio.run_process(_command(manifest), env=env, check=False)
+        assert first.returncode == 0, first.stderr.decode()
+        assert len(emu.tasks) == ROWS
+
+        header, *rows = manifest.read_text().splitlines()
+        rows.reverse()  # sorted the other way in a spreadsheet
+        del rows[7]  # one deleted
+        rows[3] = rows[3] + " (fixed)"  # one prompt fixed
+        fixed = rows[3].split(",", 1)[1]
+        rows.insert(0, "https://m.example/new.mp4,a new row")  # one inserted on top
+        manifest.write_text("\n".join([header, *rows]) + "\n")
+
+        again = await anyio.run_process(_command(manifest), env=env, check=False)
+        assert again.returncode == 0, again.stderr.decode()
+        summary = _summary(again.stdout)
+        assert summary["completed"] == ROWS
+        assert summary["found_done"] == ROWS - 2
+        created = Counter(t.prompt for t in emu.tasks.values())
+        assert len(emu.tasks) == ROWS + 2  # the new row and the fixed one, nothing else
+        assert created["a new row"] == 1
+        assert created[fixed] == 1
