@@ -113,6 +113,38 @@ class _Input:
     identity: Identity
 
 
+@attrs.frozen
+class _Claiming:
+    """An input read and claimed ahead of the workers: its outcome already (not a
+    valid input), or its request and the claim being committed."""
+
+    index: int
+    raw: EditInput
+    prepared: EditOutcome | tuple[EditRequest, Awaitable[Claim]]
+
+
+class _ClaimedFeed:
+    """What ``_claim_ahead`` has claimed, for the workers, in reading order; bounded so
+    that claims run at most ``size`` ahead of the workers."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: asyncio.Queue[_Claiming | None] = asyncio.Queue(size)
+
+    async def put(self, item: _Claiming) -> None:
+        await self._queue.put(item)
+
+    async def end(self) -> None:
+        """No more inputs: every worker's ``take`` ends once the rest is taken. One end
+        marker is enough: each worker that reads it puts it back for the next."""
+        await self._queue.put(None)
+
+    async def take(self) -> _Claiming | None:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # the slot it came from is free
+        return item
+
+
 class _Batch:
     def __init__(self, client: BatchClient, options: BatchOptions) -> None:
         self.client = client
@@ -152,8 +184,12 @@ class _Batch:
                         if self.journal is not None:
                             group.start_soon(self._renew_leases, self.journal)
                         async with anyio.create_task_group() as workers:
+                            source: InputFeed | _ClaimedFeed = feed
+                            if self.journal is not None:
+                                source = _ClaimedFeed(self.options.concurrency)
+                                workers.start_soon(self._claim_ahead, self.journal, feed, source)
                             for _ in range(self.options.concurrency):
-                                workers.start_soon(self._work, feed, send)
+                                workers.start_soon(self._work, source, send)
                         group.cancel_scope.cancel()
                 except Exception as exc:
                     raise _unwrap(exc) from None
@@ -182,15 +218,22 @@ class _Batch:
                 self._journal_broken(exc, None, None)
                 return
 
-    async def _work(self, feed: InputFeed, send: asyncio.Queue[EditOutcome | None]) -> None:
+    async def _work(
+        self, source: InputFeed | _ClaimedFeed, send: asyncio.Queue[EditOutcome | None]
+    ) -> None:
         """One worker: the next input, its outcome handed over, then the next. Inputs
         another worker holds are set aside and settled once the reading is done (or,
         past ``JOURNAL_DEFERRED_MAX`` of them, before reading on)."""
-        while (item := await feed.take()) is not None:
-            index, raw = item
+        while (item := await source.take()) is not None:
+            if isinstance(item, _Claiming):
+                index, raw = item.index, item.raw
+            else:
+                index, raw = item
             if self.halt is not None:
                 # Nothing to wait for: answer now, at the consumer's pace.
                 outcome: EditOutcome | None = self._halted(index, raw)
+            elif isinstance(item, _Claiming):
+                outcome = await self._edit_claimed(item)
             else:
                 outcome = await self._edit(index, raw)
             if outcome is None:
@@ -200,6 +243,35 @@ class _Batch:
             await self._hand_over(outcome, send)
         while self._deferred:
             await self._hand_over(await self._settle(self._deferred.popleft()), send)
+
+    async def _claim_ahead(
+        self, journal: JournalStore, feed: InputFeed, claimed: _ClaimedFeed
+    ) -> None:
+        """With a journal: read the inputs in order and claim each before a worker is
+        free for it, so that its claim is committed (in a group with others) while the
+        workers are busy, not while one waits. At most ``concurrency`` claims are ahead;
+        their leases are renewed with the rest, and given up if the batch ends first."""
+        while (item := await feed.take()) is not None:
+            index, raw = item
+            prepared = self._prepare(index, raw)
+            if isinstance(prepared, EditOutcome):
+                await claimed.put(_Claiming(index, raw, prepared))
+                continue
+            request, digest = prepared
+            pending = journal.claim(
+                digest,
+                (request.video_url, request.prompt, request.callback_url),
+                # Claimed as "submitting", with its first key, when the create may follow
+                # at once: a rerun replays that key whether or not it was ever sent,
+                # which is safe only where keys are honoured. Else (and when the clip is
+                # checked first) "pending", and "submitting" is written before the send.
+                submit=not self.options.preflight and self.client.replay_creates,
+            )
+            # Retrieved here, so a claim never awaited (the batch ended first) is
+            # never reported as an exception nobody retrieved.
+            asyncio.ensure_future(pending).add_done_callback(_retrieve)
+            await claimed.put(_Claiming(index, raw, (request, pending)))
+        await claimed.end()
 
     async def _hand_over(
         self, outcome: EditOutcome, send: asyncio.Queue[EditOutcome | None]
@@ -221,11 +293,8 @@ class _Batch:
 
     # --- One input ------------------------------------------------------------------------
 
-    async def _edit(self, index: int, raw: EditInput) -> EditOutcome | None:
-        """The input's outcome, or ``None`` when another worker holds it (deferred).
-
-        No ``await`` comes before the journal's claim is queued: claims are queued in
-        reading order, so identical inputs are numbered in that order (``journal``)."""
+    def _prepare(self, index: int, raw: EditInput) -> EditOutcome | tuple[EditRequest, str]:
+        """The input's request and digest, or its outcome if it is not a valid input."""
         try:
             request = coerce_request(raw)
             # Also the check that the text can be stored: a lone surrogate (not UTF-8)
@@ -243,27 +312,32 @@ class _Batch:
                 " without lone surrogates)"
             )
             return EditOutcome(index=index, request=_request_or_none(raw), error=error)
-        if self.journal is None:
-            occurrence = 0
-            if self._saves:
-                occurrence = self._occurrences.get(digest, -1) + 1
-                self._occurrences[digest] = occurrence
-            item = _Input(index, request, Identity(digest, occurrence))
-            return await self._run_input(item, None)
-        pending = self.journal.claim(
-            digest,
-            (request.video_url, request.prompt, request.callback_url),
-            # The create follows the claim at once unless the clip is checked first: the
-            # claim then records "submitting" itself, and saves a write.
-            submit=not self.options.preflight,
-        )
+        return request, digest
+
+    async def _edit(self, index: int, raw: EditInput) -> EditOutcome:
+        """An input, without a journal."""
+        prepared = self._prepare(index, raw)
+        if isinstance(prepared, EditOutcome):
+            return prepared
+        request, digest = prepared
+        occurrence = 0
+        if self._saves:
+            occurrence = self._occurrences.get(digest, -1) + 1
+            self._occurrences[digest] = occurrence
+        return await self._run_input(_Input(index, request, Identity(digest, occurrence)), None)
+
+    async def _edit_claimed(self, item: _Claiming) -> EditOutcome | None:
+        """An input with a journal, its claim made ahead: its outcome, or ``None`` when
+        another worker holds it (deferred)."""
+        if isinstance(item.prepared, EditOutcome):
+            return item.prepared
+        request, pending = item.prepared
         try:
             claim = await pending
         except JournalError as exc:
-            self._journal_broken(exc, index, None)
-            return EditOutcome(index=index, request=request, error=exc)
-        item = _Input(index, request, claim.entry.identity)
-        return await self._claimed(item, claim)
+            self._journal_broken(exc, item.index, None)
+            return EditOutcome(index=item.index, request=request, error=exc)
+        return await self._claimed(_Input(item.index, request, claim.entry.identity), claim)
 
     async def _claimed(self, item: _Input, claim: Claim) -> EditOutcome | None:
         if claim.kind is ClaimKind.BUSY:
@@ -329,9 +403,6 @@ class _Batch:
     async def _run_input(self, item: _Input, claim: Claim | None) -> EditOutcome:
         """Work an input this worker holds (or any input, without a journal)."""
         task: Task | None = None
-        # Journal writes this input queued and did not wait for: all done before its
-        # outcome is handed over, so no outcome is reported before its task id is kept.
-        writes: list[asyncio.Future[None]] = []
         try:
             # Before anything is billed: a result that could not be saved is lost.
             dest = self._destination(item)
@@ -346,7 +417,7 @@ class _Batch:
             task_id, attempts, key, recorded = start
             while True:
                 if task_id is None:
-                    task = await self._submit(item, attempts, key, writes, recorded=recorded)
+                    task = await self._submit(item, attempts, key, recorded=recorded)
                     attempts += 1
                     task_id, key, recorded = task.id, None, False
                 self._count(running=1)
@@ -370,12 +441,12 @@ class _Batch:
             if self.journal is not None:
                 # Not waited for: lost to a crash, it costs a rerun one GET (the task id
                 # is kept), never a second task.
-                self._track(
-                    self.journal.completed(
-                        item.identity, task.id, task.result_url, str(path) if path else None
-                    ),
-                    item.index,
-                    task,
+                self.journal.completed(
+                    item.identity,
+                    task.id,
+                    task.result_url,
+                    str(path) if path else None,
+                    on_error=self._on_write_error(item.index, task),
                 )
             outcome = self._outcome(item, task=task, path=path)
         except Exception as exc:
@@ -383,9 +454,6 @@ class _Batch:
                 logger.exception("input %d failed unexpectedly", item.index)
             await self._record_failure(item, exc, task)
             outcome = self._outcome(item, task=task, error=exc)
-        if writes and not all(write.done() for write in writes):
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(writes)
         return outcome
 
     def _resume(
@@ -436,7 +504,6 @@ class _Batch:
         item: _Input,
         attempts: int,
         key: str | None,
-        writes: list[asyncio.Future[None]],
         *,
         recorded: bool,
     ) -> Task:
@@ -466,7 +533,7 @@ class _Batch:
             )
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
-                task = await self._create(item, attempts, key, writes, recorded=recorded)
+                task = await self._create(item, attempts, key, recorded=recorded)
             except SubmissionUncertainError as exc:
                 # Every send of this key went unanswered. Sending it again is still safe
                 # (the gateway answers a known key with its task), and a batch outlives
@@ -510,7 +577,6 @@ class _Batch:
         item: _Input,
         attempts: int,
         key: str,
-        writes: list[asyncio.Future[None]],
         *,
         recorded: bool,
     ) -> Task:
@@ -528,7 +594,7 @@ class _Batch:
         # the input uncertain. A cancelled worker waits, about one request's time at
         # most, for the answer to be recorded, then goes.
         create = asyncio.get_running_loop().create_task(
-            self._create_journaled(self.journal, item, attempts, key, writes, recorded)
+            self._create_journaled(self.journal, item, attempts, key, recorded)
         )
         try:
             return await asyncio.shield(create)
@@ -548,7 +614,6 @@ class _Batch:
         item: _Input,
         attempts: int,
         key: str,
-        writes: list[asyncio.Future[None]],
         recorded: bool,
     ) -> Task:
         if not recorded:
@@ -565,8 +630,8 @@ class _Batch:
         # outcome does. If it cannot be written, the task still goes on to its outcome
         # (the "submitting" row holds the key, so a rerun replays it, gets this task).
         reserved = task.usage.credits_reserved if task.usage else None
-        writes.append(
-            self._track(journal.submitted(item.identity, task.id, reserved), item.index, task)
+        journal.submitted(
+            item.identity, task.id, reserved, on_error=self._on_write_error(item.index, task)
         )
         return task
 
@@ -630,22 +695,14 @@ class _Batch:
                 exc.__cause__ or exc,
             )
 
-    def _track(self, write: Awaitable[None], index: int, task: Task | None) -> asyncio.Future[None]:
-        """A queued journal write nobody waits on yet: its failure stops the batch
-        (as ``_journal_guard``), even if nobody ever waits on it."""
-        future = asyncio.ensure_future(write)
+    def _on_write_error(self, index: int, task: Task) -> Callable[[JournalError], None]:
+        """For a journal write nobody waits on: its failure stops the batch, as
+        ``_journal_guard`` does for one waited on."""
 
-        def done(written: asyncio.Future[None]) -> None:
-            if written.cancelled():
-                return
-            exc = written.exception()
-            if isinstance(exc, JournalError):
-                self._journal_broken(exc, index, task)
-            elif exc is not None:
-                logger.error("input %d: a journal write failed", index, exc_info=exc)
+        def failed(exc: JournalError) -> None:
+            self._journal_broken(exc, index, task)
 
-        future.add_done_callback(done)
-        return future
+        return failed
 
     @contextlib.contextmanager
     def _journal_guard(self, index: int, task: Task | None) -> Iterator[None]:
@@ -687,6 +744,11 @@ class _Batch:
             result = callback(progress)
             if inspect.isawaitable(result):
                 await result
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _request_or_none(raw: EditInput) -> EditRequest | None:

@@ -27,10 +27,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import attrs
+
+from .._exceptions import JournalError
 
 __all__ = [
     "Claim",
@@ -149,14 +151,29 @@ class JournalStore(Protocol):
         """Durable before the create request is sent."""
         ...
 
-    def submitted(self, identity: Identity, task_id: str, credits: float | None) -> Awaitable[None]:
-        """Durable as soon as the create's answer is in."""
+    def submitted(
+        self,
+        identity: Identity,
+        task_id: str,
+        credits: float | None,
+        *,
+        on_error: Callable[[JournalError], None] | None = None,
+    ) -> Awaitable[None]:
+        """Durable as soon as the create's answer is in. With ``on_error``, a write
+        nobody waits on: its failure is told to ``on_error`` (the same for
+        ``completed``)."""
         ...
 
     def uncertain(self, identity: Identity, message: str) -> Awaitable[None]: ...
 
     def completed(
-        self, identity: Identity, task_id: str, result_url: str | None, path: str | None
+        self,
+        identity: Identity,
+        task_id: str,
+        result_url: str | None,
+        path: str | None,
+        *,
+        on_error: Callable[[JournalError], None] | None = None,
     ) -> Awaitable[None]: ...
 
     def failed(

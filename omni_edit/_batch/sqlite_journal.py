@@ -26,10 +26,10 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
-from typing import Any
+from typing import Any, TypeAlias
 
 from .._constants import JOURNAL_LEASE_SECONDS
 from .._exceptions import JournalError, ValidationError
@@ -79,8 +79,24 @@ _COLUMNS = (
 )
 
 _Op = Callable[[sqlite3.Connection, float], Any]
-# How long opening waits for another process that is creating the same journal.
+_OnError = Callable[[JournalError], None]
+_Target: TypeAlias = "asyncio.Future[Any] | _OnError"
+
+
+class _Nothing:
+    """The awaitable a write nobody waits on returns: done at once."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_NOTHING = _Nothing()
+# How long opening waits for another process that is creating the same journal, and
+# a group for the write lock another process holds: past it, "locked too long" is a
+# JournalError (docs/reliability.md#journal).
 _OPEN_LOCK_TIMEOUT = 15.0
+_LOCK_TIMEOUT = 15.0
 
 
 def _entry(row: Any) -> JournalEntry:
@@ -178,6 +194,9 @@ def _prepare(conn: sqlite3.Connection) -> dict[str, str]:
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS occurrences (digest TEXT PRIMARY KEY, n INTEGER NOT NULL)"
     )
+    # From here on a busy lock is never waited for inside SQLite: the first try is
+    # made on the event loop, which must not block (``SqliteJournal._begin``).
+    conn.execute("PRAGMA busy_timeout=0")
     return found
 
 
@@ -204,7 +223,7 @@ class SqliteJournal:
         self.lease_seconds = lease_seconds
         # Who holds a lease: this journal object, one per batch run.
         self.owner = secrets.token_hex(8)
-        self._pending: list[tuple[_Op, bool, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[_Op, bool, _Target]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._full = True  # the connection's current synchronous level
         self._closed = False
@@ -241,20 +260,44 @@ class SqliteJournal:
 
     # --- The writer -----------------------------------------------------------------------
 
-    def _queue(self, op: _Op, *, durable: bool = False) -> asyncio.Future[Any]:
+    def _queue(
+        self, op: _Op, *, durable: bool = False, on_error: _OnError | None = None
+    ) -> Awaitable[Any]:
+        """Queue ``op`` for the next group. Its result comes through the future
+        returned, or, for a write nobody waits on (``on_error`` given), only a failure
+        is told, to ``on_error``: no future, no callback, at thousands of writes a
+        second."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        target: asyncio.Future[Any] | _OnError
+        if on_error is not None:
+            target = on_error
+            result: Awaitable[Any] = _NOTHING
+        else:
+            target = result = loop.create_future()
         if self._closed:
-            future.set_exception(JournalError(f"the journal {self.location} is closed"))
-            return future
-        self._pending.append((op, durable, future))
+            self._settle(target, False, JournalError(f"the journal {self.location} is closed"))
+            return result
+        self._pending.append((op, durable, target))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush(), name="omni_edit journal writer")
-        return future
+        return result
+
+    def _settle(self, target: asyncio.Future[Any] | _OnError, ok: bool, value: Any) -> None:
+        if isinstance(target, asyncio.Future):
+            if target.done():
+                return  # its caller was cancelled; the write was still made
+            if ok:
+                target.set_result(value)
+            else:
+                target.set_exception(self._error(value))
+        elif not ok:
+            error = self._error(value)
+            if isinstance(error, JournalError):
+                target(error)
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
-        group: list[tuple[_Op, bool, asyncio.Future[Any]]] = []
+        group: list[tuple[_Op, bool, _Target]] = []
         try:
             while self._pending:
                 group, self._pending = self._pending, []
@@ -266,7 +309,10 @@ class SqliteJournal:
                 # so they never wait; run on the thread instead, each one handed the GIL
                 # back and forth with the loop, which cost far more than the work.
                 results: list[tuple[bool, Any]] = []
-                failure = await loop.run_in_executor(self._executor, self._begin, durable)
+                failure = self._begin(durable, wait=False)
+                if isinstance(failure, sqlite3.OperationalError) and _is_busy(failure):
+                    # Another process holds the lock: wait for it off the loop.
+                    failure = await loop.run_in_executor(self._executor, self._begin, durable)
                 if failure is None:
                     results, failure = self._apply(group)
                 if failure is None:
@@ -274,32 +320,37 @@ class SqliteJournal:
                 if failure is not None:
                     # Nothing of the group is trusted to have been written.
                     results = [(False, failure)] * len(group)
-                for (_, _, future), (ok, value) in zip(group, results, strict=True):
-                    if future.done():
-                        continue  # its caller was cancelled; the write was still made
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(self._error(value))
+                for (_, _, target), (ok, value) in zip(group, results, strict=True):
+                    self._settle(target, ok, value)
                 group = []
         finally:
             self._flusher = None
             # Cancelled (the loop is closing): no caller may wait forever.
-            for _, _, future in [*group, *self._pending]:
-                if not future.done():
-                    future.set_exception(JournalError(f"the journal {self.location} was closed"))
+            closed = JournalError(f"the journal {self.location} was closed")
+            for _, _, target in [*group, *self._pending]:
+                self._settle(target, False, closed)
             self._pending = []
 
-    def _begin(self, durable: bool) -> BaseException | None:
-        """On the journal's thread: the write lock, for a group as durable as it needs."""
+    def _begin(self, durable: bool, *, wait: bool = True) -> BaseException | None:
+        """The write lock, for a group as durable as it needs. Tried once on the loop
+        (``wait=False``: the lock is usually free, and a thread hop costs a turn of the
+        loop), else on the journal's thread, waiting up to ``_LOCK_TIMEOUT``."""
+        conn = self._conn
+        deadline = time.monotonic() + _LOCK_TIMEOUT
         try:
             if durable != self._full:
-                self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._full = durable
-            self._conn.execute("BEGIN IMMEDIATE")
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return None
+                except sqlite3.OperationalError as exc:
+                    if not wait or not _is_busy(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.002)
         except Exception as exc:
             return exc
-        return None
 
     def _commit(self) -> BaseException | None:
         """On the journal's thread: one commit (one fsync) for the whole group."""
@@ -312,7 +363,7 @@ class SqliteJournal:
         return None
 
     def _apply(
-        self, group: list[tuple[_Op, bool, asyncio.Future[Any]]]
+        self, group: list[tuple[_Op, bool, _Target]]
     ) -> tuple[list[tuple[bool, Any]], BaseException | None]:
         """The group's statements, inside the transaction: each op's result (or its own
         error), or the database's error that ended the transaction."""
@@ -358,20 +409,14 @@ class SqliteJournal:
         new: Callable[[], tuple[str, int, str | None]] | None,
         request: tuple[str, str, str | None] | None,
     ) -> Claim:
-        row = conn.execute(
-            f"SELECT {_COLUMNS} FROM items WHERE digest = ? AND occurrence = ?",
-            (identity.digest, identity.occurrence),
-        ).fetchone()
         until = now + self.lease_seconds
-        if row is None:
-            if new is None or request is None:
-                # Reclaiming an input whose row vanished: start it afresh.
-                raise JournalError(f"the journal {self.location} lost an input's row")
+        if new is not None and request is not None:
+            # A new input is the common case: insert first, and read only on conflict.
             state, attempts, key = new()
-            conn.execute(
+            inserted = conn.execute(
                 "INSERT INTO items (digest, occurrence, video_url, prompt, callback_url,"
                 " state, attempts, idempotency_key, owner, lease_until, updated)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     identity.digest,
                     identity.occurrence,
@@ -383,11 +428,19 @@ class SqliteJournal:
                     until,
                     now,
                 ),
-            )
-            entry = JournalEntry(
-                identity, JournalState(state), attempts=attempts, idempotency_key=key
-            )
-            return Claim(ClaimKind.CLAIMED, entry, fresh=True)
+            ).rowcount
+            if inserted:
+                entry = JournalEntry(
+                    identity, JournalState(state), attempts=attempts, idempotency_key=key
+                )
+                return Claim(ClaimKind.CLAIMED, entry, fresh=True)
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM items WHERE digest = ? AND occurrence = ?",
+            (identity.digest, identity.occurrence),
+        ).fetchone()
+        if row is None:
+            # Reclaiming an input whose row vanished (the file was edited by hand).
+            raise JournalError(f"the journal {self.location} lost an input's row")
         entry = _entry(row)
         if entry.finished:
             return Claim(ClaimKind.FINISHED, entry)
@@ -451,7 +504,14 @@ class SqliteJournal:
             durable=True,
         )
 
-    def submitted(self, identity: Identity, task_id: str, credits: float | None) -> Awaitable[None]:
+    def submitted(
+        self,
+        identity: Identity,
+        task_id: str,
+        credits: float | None,
+        *,
+        on_error: _OnError | None = None,
+    ) -> Awaitable[None]:
         return self._queue(
             self._update(
                 identity,
@@ -459,6 +519,7 @@ class SqliteJournal:
                 (JournalState.SUBMITTED.value, task_id, credits),
             ),
             durable=True,
+            on_error=on_error,
         )
 
     def uncertain(self, identity: Identity, message: str) -> Awaitable[None]:
@@ -471,7 +532,13 @@ class SqliteJournal:
         )
 
     def completed(
-        self, identity: Identity, task_id: str, result_url: str | None, path: str | None
+        self,
+        identity: Identity,
+        task_id: str,
+        result_url: str | None,
+        path: str | None,
+        *,
+        on_error: _OnError | None = None,
     ) -> Awaitable[None]:
         return self._queue(
             self._update(
@@ -479,7 +546,8 @@ class SqliteJournal:
                 "state = ?, task_id = ?, result_url = ?, path = ?, error_code = NULL,"
                 " error_message = NULL, owner = NULL, lease_until = NULL",
                 (JournalState.COMPLETED.value, task_id, result_url, path),
-            )
+            ),
+            on_error=on_error,
         )
 
     def failed(
