@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from contextlib import nullcontext
+from contextlib import aclosing, nullcontext
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +20,7 @@ from ._batch.edit_many import BatchOptions, run_edit_many
 from ._config import resolve_api_key, resolve_base_url
 from ._exceptions import (
     DownloadError,
+    EventLoopError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
@@ -83,6 +85,9 @@ class Client:
     The settings are read-only attributes of the same names: a client's limits are
     fixed at construction (make another client for other settings).
 
+    A client belongs to the event loop of its first call: any call from another loop
+    (a second ``asyncio.run``) raises ``EventLoopError``. Make one client per loop.
+
     Raises ``ValidationError`` at construction when no API key is found or ``base_url``
     is unsafe (plain http is allowed only to loopback hosts).
     """
@@ -131,6 +136,27 @@ class Client:
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
         self._seen_callbacks: OrderedDict[tuple[str, TaskStatus], Task] = OrderedDict()
+        # The loop of the first call: sessions, semaphores and the scheduler's tasks and
+        # futures are made in it and cannot serve another.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _check_loop(self) -> None:
+        """Bind the client to the running loop at its first call; refuse any other.
+
+        Without this a second ``asyncio.run`` meets the first loop's objects deep inside
+        aiohttp or asyncio, as ``RuntimeError: Event loop is closed``.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            first = "which has since closed" if self._loop.is_closed() else "still running"
+            raise EventLoopError(
+                "this omni_edit.Client belongs to the event loop it was first used in"
+                f" ({first}; an earlier asyncio.run?), and cannot be used from another."
+                " Make one client per event loop, inside the coroutine the loop runs:"
+                " `async with omni_edit.Client() as client:`"
+            )
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
@@ -177,6 +203,7 @@ class Client:
         return self._transport.requests_sent
 
     async def __aenter__(self) -> Client:
+        self._check_loop()
         return self
 
     async def __aexit__(
@@ -191,7 +218,9 @@ class Client:
         """Stop all polling and close the HTTP session (unless the caller owns it).
 
         Waits still running end with an error; nothing is left running in the background.
+        Raises ``EventLoopError`` from another event loop than the client's.
         """
+        self._check_loop()
         await self._scheduler.aclose()
         await self._results.aclose()
         await self._transport.aclose()
@@ -220,6 +249,7 @@ class Client:
         ``APIError`` subclass for the status (``RateLimitError`` only after retries and
         the client-wide pause), ``APIConnectionError`` or ``MalformedResponseError``.
         """
+        self._check_loop()
         validate_video_url(video_url)
         validate_prompt(prompt)
         key = (
@@ -250,6 +280,7 @@ class Client:
         Raises ``ValidationError`` for a string that is not a task id (nothing sent),
         ``NotFoundError`` for an unknown or expired task.
         """
+        self._check_loop()
         return await self._read(validate_task_id(task_id))
 
     async def _read(self, task_id: str) -> Task:
@@ -281,6 +312,7 @@ class Client:
         ``WaitTimeoutError`` (with the last task seen) after ``timeout`` seconds, and the
         API's error if the task cannot be read (``NotFoundError`` for an unknown id).
         """
+        self._check_loop()
         known = task_or_id if isinstance(task_or_id, Task) else None
         task_id = validate_task_id(known.id if known else task_or_id)
         if known is not None and known.is_terminal:
@@ -355,7 +387,16 @@ class Client:
             task_retries=task_retries,
             destination=destination,
         )
-        return run_edit_many(self, requests, options)
+        return self._on_own_loop(run_edit_many(self, requests, options))
+
+    async def _on_own_loop(
+        self, outcomes: AsyncGenerator[EditOutcome, None]
+    ) -> AsyncGenerator[EditOutcome, None]:
+        # A batch from another loop fails once, at its first step, not once per input.
+        async with aclosing(outcomes):
+            self._check_loop()
+            async for outcome in outcomes:
+                yield outcome
 
     async def probe(self, video_url_or_path: str | PathLike[str]) -> MediaInfo:
         """Read a clip's duration (and size, and whether it has sound) from its MP4
@@ -365,6 +406,7 @@ class Client:
         Raises ``ValidationError`` for anything that is not a readable MP4 (WebM, an
         HTML error page, a truncated file, an HTTP error from the media host).
         """
+        self._check_loop()
         async with self._limits.slots:
             return await probe_clip(
                 os.fspath(video_url_or_path),
@@ -394,6 +436,7 @@ class Client:
         when the link is past its 24 hours (after re-reading the task once for a fresh
         link), ``DownloadError`` for other failures.
         """
+        self._check_loop()
         refresh = None
         if isinstance(task_or_url, Task):
             task = task_or_url
@@ -434,6 +477,7 @@ class Client:
         Raises ``MalformedResponseError`` for a body that is not a task object and
         ``ValidationError`` for a task id that is not one.
         """
+        self._check_loop()
         data = (
             decode_json(body.encode() if isinstance(body, str) else body)
             if isinstance(body, (bytes, str))
