@@ -40,6 +40,7 @@ from ._models import (
     Task,
     TaskStatus,
 )
+from ._polling.refetch import Refetcher
 from ._polling.scheduler import Follower, PollScheduler
 from ._wire.convert import decode_json, structure_task
 from ._wire.protocol import (
@@ -63,6 +64,10 @@ ProgressCallback = Callable[[Task], "Awaitable[None] | None"]
 # Verified callbacks remembered for deduplication: the provider may deliver one up to
 # four times (docs/api.md#callbacks).
 _SEEN_CALLBACKS = 10_000
+# Ids of tasks this client created, most recent kept: a callback is verified (costs a
+# request) only for one of these or for a task being waited on. Bounded, so a client
+# that submits for weeks does not grow without end; a task waited on is known anyway.
+_CREATED_REMEMBERED = 50_000
 
 
 class Client:
@@ -136,6 +141,9 @@ class Client:
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
         self._seen_callbacks: OrderedDict[tuple[str, TaskStatus], Task] = OrderedDict()
+        self._created: OrderedDict[str, None] = OrderedDict()
+        # Callbacks' re-reads: one in flight and at most one a second per task.
+        self._refetcher = Refetcher(self._read)
         # The loop of the first call: sessions, semaphores and the scheduler's tasks and
         # futures are made in it and cannot serve another.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,6 +229,7 @@ class Client:
         Raises ``EventLoopError`` from another event loop than the client's.
         """
         self._check_loop()
+        await self._refetcher.aclose()
         await self._scheduler.aclose()
         await self._results.aclose()
         await self._transport.aclose()
@@ -270,6 +279,10 @@ class Client:
             exc.video_url = video_url
             raise
         task = parse_task_response(status, body)
+        self._created[task.id] = None
+        self._created.move_to_end(task.id)
+        if len(self._created) > _CREATED_REMEMBERED:
+            self._created.popitem(last=False)
         if callback_url is not None and self._receives_callbacks and not task.is_terminal:
             self._callback_tasks.add(task.id)
         return task
@@ -470,12 +483,16 @@ class Client:
 
         Callbacks carry no signature, so with ``verify=True`` the task is re-read from
         the API and only that answer reaches waiters: a forged body can neither end a
-        wait nor plant a result URL. Repeated deliveries of the same (task, status) cost
-        no further request. Returns the task as verified (or as claimed, with
+        wait nor plant a result URL. Only callbacks for tasks this client created, or
+        is waiting on, are verified; any other costs no request. Re-reads of one task
+        are coalesced (one in flight, the callbacks meanwhile share the next) and at
+        most one a second. Repeated deliveries of the same (task, status) cost no
+        further request. Returns the task as verified (or as claimed, with
         ``verify=False``, for a trusted in-process source).
 
-        Raises ``MalformedResponseError`` for a body that is not a task object and
-        ``ValidationError`` for a task id that is not one.
+        Raises ``MalformedResponseError`` for a body that is not a task object,
+        ``ValidationError`` for a task id that is not one, or (with ``verify=True``) for
+        a task this client neither created nor waits on.
         """
         self._check_loop()
         data = (
@@ -490,7 +507,13 @@ class Client:
         if seen is not None:
             return seen
         if verify:
-            task = await self.get(claimed.id)
+            if claimed.id not in self._created and claimed.id not in self._scheduler:
+                raise ValidationError(
+                    f"a callback for task {claimed.id!r}, which this client did not create"
+                    " and is not waiting on: ignored, nothing was sent to verify it",
+                    field="task_id",
+                )
+            task = await self._refetcher.read(claimed.id)
         else:
             task = claimed
             self._scheduler.deliver(task)
