@@ -26,7 +26,7 @@ from ._exceptions import (
     ValidationError,
     WaitTimeoutError,
 )
-from ._http.download import ResultFetcher
+from ._http.download import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_BYTES, ResultFetcher
 from ._http.limits import ClientLimits
 from ._http.transport import Transport
 from ._media.probe import check_clip, probe_clip
@@ -87,6 +87,10 @@ class Client:
     ``replay_creates=False`` for a deployment that does not honour keys: a create is
     then resent only when it certainly created nothing, else ``SubmissionUncertainError``.
 
+    A download may take ``download_timeout`` seconds in all (600 by default) and be at
+    most ``max_download_bytes`` long (200 MiB, beyond any 10 s clip): a result host that
+    drips bytes or never stops is cut off (docs/reliability.md#downloads).
+
     The settings are read-only attributes of the same names: a client's limits are
     fixed at construction (make another client for other settings).
 
@@ -109,7 +113,15 @@ class Client:
         session: aiohttp.ClientSession | None = None,
         receives_callbacks: bool = True,
         replay_creates: bool = True,
+        download_timeout: float = DEFAULT_DEADLINE_SECONDS,
+        max_download_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        if download_timeout <= 0:
+            raise ValidationError("download_timeout must be positive", field="download_timeout")
+        if max_download_bytes < 1:
+            raise ValidationError(
+                "max_download_bytes must be at least 1", field="max_download_bytes"
+            )
         if max_concurrency < 1:
             raise ValidationError("max_concurrency must be at least 1", field="max_concurrency")
         if timeout <= 0:
@@ -137,7 +149,11 @@ class Client:
         )
         self._replay_creates = replay_creates
         self._scheduler = PollScheduler(self._read, self._poll, self._limits.pause)
-        self._results = ResultFetcher(self._limits, timeout=timeout)
+        self._results = ResultFetcher(
+            self._limits, timeout=timeout, deadline=download_timeout, max_bytes=max_download_bytes
+        )
+        self._download_timeout = download_timeout
+        self._max_download_bytes = max_download_bytes
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
         self._seen_callbacks: OrderedDict[tuple[str, TaskStatus], Task] = OrderedDict()
@@ -178,6 +194,16 @@ class Client:
     def timeout(self) -> float:
         """Seconds one HTTP request may take."""
         return self._timeout
+
+    @property
+    def download_timeout(self) -> float:
+        """Seconds one ``download`` may take in all, retries and resumes included."""
+        return self._download_timeout
+
+    @property
+    def max_download_bytes(self) -> int:
+        """The largest result ``download`` accepts; a longer body is cut off."""
+        return self._max_download_bytes
 
     @property
     def max_retries(self) -> int:
@@ -440,14 +466,17 @@ class Client:
         """Save a completed task's result (or a result URL) at ``dest`` and return its path.
 
         ``dest`` is a file path, or an existing directory (the file is then named after
-        the task id). The file is streamed to a temporary file beside ``dest``, resumed
-        after a dropped connection, checked against its announced length and renamed
-        into place: ``dest`` never holds a partial file. No API key or cookie is sent to
-        the result host, which is another origin.
+        the task id). The file is streamed to a temporary file beside ``dest``
+        (``.<name>.part``, which a later download to ``dest`` overwrites), resumed after
+        a dropped connection, checked against its announced length and renamed into
+        place: ``dest`` never holds a partial file. No API key or cookie is sent to the
+        result host, which is another origin.
 
         Raises ``ValidationError`` for a task that has not completed, ``ResultExpiredError``
         when the link is past its 24 hours (after re-reading the task once for a fresh
-        link), ``DownloadError`` for other failures.
+        link), ``DownloadError`` for other failures: at once for a link that is not
+        http(s) or a body that is not a video (an HTML page, no MP4 box at its start),
+        and for one that outgrows ``max_download_bytes`` or ``download_timeout``.
         """
         self._check_loop()
         refresh = None
