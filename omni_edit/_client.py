@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
-from contextlib import nullcontext
+from contextlib import aclosing, nullcontext
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -20,12 +21,13 @@ from ._batch.inputs import check_destination_callable
 from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url
 from ._exceptions import (
     DownloadError,
+    EventLoopError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
     WaitTimeoutError,
 )
-from ._http.download import ResultFetcher
+from ._http.download import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_BYTES, ResultFetcher
 from ._http.limits import ClientLimits
 from ._http.transport import Transport
 from ._media.probe import check_clip, probe_clip
@@ -39,6 +41,7 @@ from ._models import (
     Task,
     TaskStatus,
 )
+from ._polling.refetch import Refetcher
 from ._polling.scheduler import Follower, PollScheduler
 from ._wire.convert import decode_json, structure_task
 from ._wire.protocol import (
@@ -62,6 +65,10 @@ ProgressCallback = Callable[[Task], "Awaitable[None] | None"]
 # Verified callbacks remembered for deduplication: the provider may deliver one up to
 # four times (docs/api.md#callbacks).
 _SEEN_CALLBACKS = 10_000
+# Ids of tasks this client created, most recent kept: a callback is verified (costs a
+# request) only for one of these or for a task being waited on. Bounded, so a client
+# that submits for weeks does not grow without end; a task waited on is known anyway.
+_CREATED_REMEMBERED = 50_000
 
 
 class Client:
@@ -81,8 +88,15 @@ class Client:
     ``replay_creates=False`` for a deployment that does not honour keys: a create is
     then resent only when it certainly created nothing, else ``SubmissionUncertainError``.
 
+    A download may take ``download_timeout`` seconds in all (600 by default) and be at
+    most ``max_download_bytes`` long (200 MiB, beyond any 10 s clip): a result host that
+    drips bytes or never stops is cut off (docs/reliability.md#downloads).
+
     The settings are read-only attributes of the same names: a client's limits are
     fixed at construction (make another client for other settings).
+
+    A client belongs to the event loop of its first call: any call from another loop
+    (a second ``asyncio.run``) raises ``EventLoopError``. Make one client per loop.
 
     Raises ``ValidationError`` at construction when no API key is found or ``base_url``
     is unsafe (plain http is allowed only to loopback hosts).
@@ -100,7 +114,15 @@ class Client:
         session: aiohttp.ClientSession | None = None,
         receives_callbacks: bool = True,
         replay_creates: bool = True,
+        download_timeout: float = DEFAULT_DEADLINE_SECONDS,
+        max_download_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        if download_timeout <= 0:
+            raise ValidationError("download_timeout must be positive", field="download_timeout")
+        if max_download_bytes < 1:
+            raise ValidationError(
+                "max_download_bytes must be at least 1", field="max_download_bytes"
+            )
         if max_concurrency < 1:
             raise ValidationError("max_concurrency must be at least 1", field="max_concurrency")
         if timeout <= 0:
@@ -128,10 +150,38 @@ class Client:
         )
         self._replay_creates = replay_creates
         self._scheduler = PollScheduler(self._read, self._poll, self._limits.pause)
-        self._results = ResultFetcher(self._limits, timeout=timeout)
+        self._results = ResultFetcher(
+            self._limits, timeout=timeout, deadline=download_timeout, max_bytes=max_download_bytes
+        )
+        self._download_timeout = download_timeout
+        self._max_download_bytes = max_download_bytes
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
         self._seen_callbacks: OrderedDict[tuple[str, TaskStatus], Task] = OrderedDict()
+        self._created: OrderedDict[str, None] = OrderedDict()
+        # Callbacks' re-reads: one in flight and at most one a second per task.
+        self._refetcher = Refetcher(self._read)
+        # The loop of the first call: sessions, semaphores and the scheduler's tasks and
+        # futures are made in it and cannot serve another.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _check_loop(self) -> None:
+        """Bind the client to the running loop at its first call; refuse any other.
+
+        Without this a second ``asyncio.run`` meets the first loop's objects deep inside
+        aiohttp or asyncio, as ``RuntimeError: Event loop is closed``.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            first = "which has since closed" if self._loop.is_closed() else "still running"
+            raise EventLoopError(
+                "this omni_edit.Client belongs to the event loop it was first used in"
+                f" ({first}; an earlier asyncio.run?), and cannot be used from another."
+                " Make one client per event loop, inside the coroutine the loop runs:"
+                " `async with omni_edit.Client() as client:`"
+            )
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
@@ -145,6 +195,16 @@ class Client:
     def timeout(self) -> float:
         """Seconds one HTTP request may take."""
         return self._timeout
+
+    @property
+    def download_timeout(self) -> float:
+        """Seconds one ``download`` may take in all, retries and resumes included."""
+        return self._download_timeout
+
+    @property
+    def max_download_bytes(self) -> int:
+        """The largest result ``download`` accepts; a longer body is cut off."""
+        return self._max_download_bytes
 
     @property
     def max_retries(self) -> int:
@@ -178,6 +238,7 @@ class Client:
         return self._transport.requests_sent
 
     async def __aenter__(self) -> Client:
+        self._check_loop()
         return self
 
     async def __aexit__(
@@ -192,7 +253,10 @@ class Client:
         """Stop all polling and close the HTTP session (unless the caller owns it).
 
         Waits still running end with an error; nothing is left running in the background.
+        Raises ``EventLoopError`` from another event loop than the client's.
         """
+        self._check_loop()
+        await self._refetcher.aclose()
         await self._scheduler.aclose()
         await self._results.aclose()
         await self._transport.aclose()
@@ -221,6 +285,7 @@ class Client:
         ``APIError`` subclass for the status (``RateLimitError`` only after retries and
         the client-wide pause), ``APIConnectionError`` or ``MalformedResponseError``.
         """
+        self._check_loop()
         validate_video_url(video_url)
         validate_prompt(prompt)
         key = (
@@ -241,6 +306,10 @@ class Client:
             exc.video_url = video_url
             raise
         task = parse_task_response(status, body)
+        self._created[task.id] = None
+        self._created.move_to_end(task.id)
+        if len(self._created) > _CREATED_REMEMBERED:
+            self._created.popitem(last=False)
         if callback_url is not None and self._receives_callbacks and not task.is_terminal:
             self._callback_tasks.add(task.id)
         return task
@@ -251,6 +320,7 @@ class Client:
         Raises ``ValidationError`` for a string that is not a task id (nothing sent),
         ``NotFoundError`` for an unknown or expired task.
         """
+        self._check_loop()
         return await self._read(validate_task_id(task_id))
 
     async def _read(self, task_id: str) -> Task:
@@ -282,6 +352,7 @@ class Client:
         ``WaitTimeoutError`` (with the last task seen) after ``timeout`` seconds, and the
         API's error if the task cannot be read (``NotFoundError`` for an unknown id).
         """
+        self._check_loop()
         known = task_or_id if isinstance(task_or_id, Task) else None
         task_id = validate_task_id(known.id if known else task_or_id)
         if known is not None and known.is_terminal:
@@ -370,7 +441,16 @@ class Client:
             destination=destination,
             lease_seconds=journal_lease_seconds() if journal is not None else None,
         )
-        return run_edit_many(self, requests, options)
+        return self._on_own_loop(run_edit_many(self, requests, options))
+
+    async def _on_own_loop(
+        self, outcomes: AsyncGenerator[EditOutcome, None]
+    ) -> AsyncGenerator[EditOutcome, None]:
+        # A batch from another loop fails once, at its first step, not once per input.
+        async with aclosing(outcomes):
+            self._check_loop()
+            async for outcome in outcomes:
+                yield outcome
 
     async def probe(self, video_url_or_path: str | PathLike[str]) -> MediaInfo:
         """Read a clip's duration (and size, and whether it has sound) from its MP4
@@ -380,6 +460,7 @@ class Client:
         Raises ``ValidationError`` for anything that is not a readable MP4 (WebM, an
         HTML error page, a truncated file, an HTTP error from the media host).
         """
+        self._check_loop()
         async with self._limits.slots:
             return await probe_clip(
                 os.fspath(video_url_or_path),
@@ -400,15 +481,19 @@ class Client:
         """Save a completed task's result (or a result URL) at ``dest`` and return its path.
 
         ``dest`` is a file path, or an existing directory (the file is then named after
-        the task id). The file is streamed to a temporary file beside ``dest``, resumed
-        after a dropped connection, checked against its announced length and renamed
-        into place: ``dest`` never holds a partial file. No API key or cookie is sent to
-        the result host, which is another origin.
+        the task id). The file is streamed to a temporary file beside ``dest``
+        (``.<name>.part``, which a later download to ``dest`` overwrites), resumed after
+        a dropped connection, checked against its announced length and renamed into
+        place: ``dest`` never holds a partial file. No API key or cookie is sent to the
+        result host, which is another origin.
 
         Raises ``ValidationError`` for a task that has not completed, ``ResultExpiredError``
         when the link is past its 24 hours (after re-reading the task once for a fresh
-        link), ``DownloadError`` for other failures.
+        link), ``DownloadError`` for other failures: at once for a link that is not
+        http(s) or a body that is not a video (an HTML page, no MP4 box at its start),
+        and for one that outgrows ``max_download_bytes`` or ``download_timeout``.
         """
+        self._check_loop()
         refresh = None
         if isinstance(task_or_url, Task):
             task = task_or_url
@@ -442,13 +527,18 @@ class Client:
 
         Callbacks carry no signature, so with ``verify=True`` the task is re-read from
         the API and only that answer reaches waiters: a forged body can neither end a
-        wait nor plant a result URL. Repeated deliveries of the same (task, status) cost
-        no further request. Returns the task as verified (or as claimed, with
+        wait nor plant a result URL. Only callbacks for tasks this client created, or
+        is waiting on, are verified; any other costs no request. Re-reads of one task
+        are coalesced (one in flight, the callbacks meanwhile share the next) and at
+        most one a second. Repeated deliveries of the same (task, status) cost no
+        further request. Returns the task as verified (or as claimed, with
         ``verify=False``, for a trusted in-process source).
 
-        Raises ``MalformedResponseError`` for a body that is not a task object and
-        ``ValidationError`` for a task id that is not one.
+        Raises ``MalformedResponseError`` for a body that is not a task object,
+        ``ValidationError`` for a task id that is not one, or (with ``verify=True``) for
+        a task this client neither created nor waits on.
         """
+        self._check_loop()
         data = (
             decode_json(body.encode() if isinstance(body, str) else body)
             if isinstance(body, (bytes, str))
@@ -461,7 +551,13 @@ class Client:
         if seen is not None:
             return seen
         if verify:
-            task = await self.get(claimed.id)
+            if claimed.id not in self._created and claimed.id not in self._scheduler:
+                raise ValidationError(
+                    f"a callback for task {claimed.id!r}, which this client did not create"
+                    " and is not waiting on: ignored, nothing was sent to verify it",
+                    field="task_id",
+                )
+            task = await self._refetcher.read(claimed.id)
         else:
             task = claimed
             self._scheduler.deliver(task)

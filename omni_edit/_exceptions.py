@@ -21,6 +21,7 @@
     ├── TaskFailedError            the task ended failed or cancelled
     ├── WaitTimeoutError           a wait ran out of time
     ├── JournalError               the batch journal could not be read or written
+    ├── EventLoopError             a client used from another event loop than its own
     └── DownloadError              a result could not be saved
         └── ResultExpiredError     the result link is past its 24 hours
 
@@ -43,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "DownloadError",
+    "EventLoopError",
     "IdempotencyConflictError",
     "InsufficientQuotaError",
     "JournalError",
@@ -245,6 +247,13 @@ class JournalError(OmniEditError):
     cannot record it could pay for twice. Tasks already created are never lost: their
     outcomes carry them, and their ids are logged. Fix the cause, then run the same batch
     again: it resumes from what the journal holds."""
+
+
+class EventLoopError(OmniEditError, RuntimeError):
+    """A client was used from an event loop other than the one it first ran in (a second
+    ``asyncio.run``, say). Its connections, locks and poll scheduler belong to that loop
+    and cannot move. Make one client per event loop: create it inside the coroutine the
+    loop runs (``async with omni_edit.Client() as client:``)."""
 
 
 class DownloadError(OmniEditError):

@@ -53,3 +53,13 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` made safe for one log line: control and other unprintable characters
+    escaped (a newline from a request must not forge a second record), cut at ``limit``."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

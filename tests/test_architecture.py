@@ -47,6 +47,7 @@ PUBLIC = {
     "EditInput",
     "EditOutcome",
     "EditRequest",
+    "EventLoopError",
     "IdempotencyConflictError",
     "InsufficientQuotaError",
     "JournalError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -527,3 +528,30 @@ async def test_a_caller_owned_session_is_used_and_left_open(emu: Emulator) -> No
             await c.submit(CLIP, PROMPT)
         assert not session.closed
     assert emu.stats.creates == 1
+
+
+def test_a_client_used_from_a_second_event_loop_says_it_belongs_to_one() -> None:
+    made: list[tuple[oe.Client, str]] = []
+
+    async def first_run() -> None:
+        # The client is left open, as a script calling asyncio.run twice leaves it; the
+        # session is the test's own only so that nothing stays open after the test.
+        async with Emulator(processing_time=(0.0, 0.0)) as emu, aiohttp.ClientSession() as s:
+            client = oe.Client(KEY, base_url=emu.base_url, session=s)
+            task = await client.submit(CLIP, PROMPT)
+            made.append((client, task.id))
+
+    asyncio.run(first_run())
+    client, task_id = made[0]
+
+    async def second_run() -> None:
+        await client.get(task_id)
+
+    async def second_batch() -> None:
+        async for _ in client.edit_many([(CLIP, PROMPT)]):
+            pass
+
+    for second in (second_run, second_batch):
+        with pytest.raises(oe.EventLoopError, match="one client per event loop") as caught:
+            asyncio.run(second())
+        assert "closed" in str(caught.value)

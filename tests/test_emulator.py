@@ -20,6 +20,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from anyio.abc import Process
 
 from omni_edit._cli import main
 from omni_edit.emulator import CallbackAttempt, Emulator, Fault
@@ -1010,6 +1011,59 @@ async def test_the_cli_serves_until_ctrl_c(http: aiohttp.ClientSession) -> None:
         async for chunk in process.stderr:
             errors += chunk
     assert b"Traceback" not in errors
+
+
+async def test_the_cli_enforces_the_key_given_with_api_key(http: aiohttp.ClientSession) -> None:
+    code = "import sys; from omni_edit._cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", code, "emulator", "--port", "0", "--api-key", "secret"]
+    async with await anyio.open_process(command, cwd=REPO_ROOT) as process:
+        try:
+            await _check_key_is_enforced(process, http)
+        finally:
+            if process.returncode is None:  # a failed check: end the server here
+                process.kill()
+
+
+async def _check_key_is_enforced(process: Process, http: aiohttp.ClientSession) -> None:
+    assert process.stdout is not None
+    lines: list[str] = []
+    with anyio.fail_after(10):
+        buffer = b""
+        while len(lines) < 3:
+            buffer += await process.stdout.receive()
+            *done, buffer = buffer.split(b"\n")
+            lines += [line.decode() for line in done]
+    base_url = lines[1].removeprefix("export OMNI_EDIT_BASE_URL=")
+    assert "--api-key" in lines[2]
+    assert "secret" not in "".join(lines)
+    url = base_url + "/v1/tasks/task-unified-1-nosuch"
+    for headers in ({"Authorization": "Bearer wrong"}, {}):
+        async with http.get(url, headers=headers) as r:
+            assert r.status == 401
+            assert (await r.json())["error"]["type"] == "authentication_error"
+    async with http.get(url, headers={"Authorization": "Bearer secret"}) as r:
+        assert r.status == 404
+    process.send_signal(signal.SIGINT)
+    with anyio.fail_after(10):
+        assert await process.wait() == 0
+
+
+async def test_results_fall_back_to_127_0_0_1_when_the_result_host_cannot_be_bound(
+    make_emulator: EmulatorFactory, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface here, as 127.0.0.2 is on none on macOS.
+    with caplog.at_level(logging.WARNING, logger="omni_edit.emulator"):
+        emu = await make_emulator(processing_time=(0.0, 0.0), result_host="192.0.2.1")
+    assert "cannot serve results from 192.0.2.1" in caplog.text
+    result_origin = urlsplit(emu.result_base_url)
+    assert result_origin.hostname == "127.0.0.1"
+    assert result_origin.port != urlsplit(emu.base_url).port
+    task = await _until(http, emu, await _new_task(http, emu))
+    (result_url,) = task["results"]
+    assert result_url.startswith(emu.result_base_url + "/results/")
+    async with http.get(result_url) as r:
+        assert r.status == 200
+        assert (await r.read())[4:8] == b"ftyp"
 
 
 def test_the_cli_refuses_knobs_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:

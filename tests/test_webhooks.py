@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -130,6 +131,8 @@ async def test_unverified_callbacks_are_taken_as_given(client: oe.Client, emu: E
         (b'{"status": "completed"}', 400),
         (b"[1, 2]", 400),
         (b'{"id": "task-unified-1-x", "status": "pending", "pad": "' + b"x" * 70_000 + b'"}', 413),
+        (b"[" * 10_000 + b"]" * 10_000, 400),
+        (b'{"id": "task-unified-1-x", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", 400),
     ],
 )
 async def test_the_receiver_refuses_bad_bodies(hook_url: str, body: bytes, status: int) -> None:
@@ -163,3 +166,71 @@ async def test_the_emulator_retries_a_failing_receiver(emu: Emulator, client: oe
         assert len(calls) == 3
     finally:
         await runner.cleanup()
+
+
+async def _post_all(url: str, bodies: list[bytes], *, at_once: int = 50) -> list[int]:
+    """POST every body, ``at_once`` at a time; the statuses in order."""
+    statuses: list[int] = []
+    async with aiohttp.ClientSession() as s:
+
+        async def post(body: bytes) -> int:
+            async with s.post(url, data=body) as r:
+                return r.status
+
+        for start in range(0, len(bodies), at_once):
+            async with anyio.create_task_group() as tg:
+                batch: list[int] = [0] * len(bodies[start : start + at_once])
+
+                async def one(i: int, body: bytes, batch: list[int] = batch) -> None:
+                    batch[i] = await post(body)
+
+                for i, body in enumerate(bodies[start : start + at_once]):
+                    tg.start_soon(one, i, body)
+            statuses += batch
+    return statuses
+
+
+async def test_forged_callbacks_for_ids_the_client_never_made_cost_no_request(
+    client: oe.Client, emu: Emulator, hook_url: str
+) -> None:
+    bodies = [
+        json.dumps({"id": f"task-unified-1-forged{i:05d}", "status": "completed"}).encode()
+        for i in range(2_000)
+    ]
+    statuses = await _post_all(hook_url, bodies)
+    assert set(statuses) == {200}
+    await anyio.sleep(0.05)
+    assert emu.stats.requests == []
+
+
+async def test_repeats_of_one_callback_are_coalesced_into_a_few_reads(
+    client: oe.Client, emu: Emulator, hook_url: str
+) -> None:
+    task = await client.submit(CLIP, "warmer")
+    forged = json.dumps({"id": task.id, "status": "completed", "progress": 100}).encode()
+    statuses = await _post_all(hook_url, [forged] * 500)
+    assert set(statuses) == {200}  # no 503: repeats join the task's job
+    await anyio.sleep(1.2)  # past the one-a-second limit: the trailing read is done
+    assert 1 <= _gets(emu, task.id) <= 3
+
+
+async def test_a_newline_in_a_callback_id_is_logged_escaped(
+    hook_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"id": "task-unified-1-x\nCRITICAL forged record", "status": "completed"}
+    with caplog.at_level(logging.DEBUG, logger="omni_edit"):
+        async with aiohttp.ClientSession() as s, s.post(hook_url, json=body) as r:
+            assert r.status == 200
+        await anyio.sleep(0.05)
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("forged record" in message for message in logged)
+    assert not any("\n" in message for message in logged)
+
+
+async def test_handle_callback_refuses_a_task_it_does_not_know_without_a_request(
+    client: oe.Client, emu: Emulator
+) -> None:
+    body = {"id": "task-unified-1-stranger", "status": "completed"}
+    with pytest.raises(oe.ValidationError, match="did not create"):
+        await client.handle_callback(body)
+    assert emu.stats.requests == []

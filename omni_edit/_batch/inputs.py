@@ -37,6 +37,9 @@ __all__ = [
 # on a path passed to a system call.
 _NAME_MAX_BYTES = 255
 _PATH_MAX_BYTES = 4095
+# The download writes ``.<name>.part`` beside the result first (docs/reliability.md#
+# downloads): the result's own name leaves room for it.
+_PART_ROOM = 16
 
 
 def coerce_request(raw: object) -> EditRequest:
@@ -115,11 +118,14 @@ def check_destination(path: str | PathLike[str]) -> Path:
             f" {_PATH_MAX_BYTES}",
             field="destination",
         )
-    for part in encoded.split(b"/"):
-        if len(part) > _NAME_MAX_BYTES:
+    parts = encoded.split(b"/")
+    for i, part in enumerate(parts):
+        limit = _NAME_MAX_BYTES - (_PART_ROOM if i == len(parts) - 1 else 0)
+        if len(part) > limit:
             raise ValidationError(
-                f"the result path {shown} has a name of {len(part)} bytes; file systems"
-                f" take at most {_NAME_MAX_BYTES}",
+                f"the result path {shown} has a name of {len(part)} bytes; the limit"
+                f" is {limit} (file systems take {_NAME_MAX_BYTES}, and the download's"
+                " temporary file needs the rest)",
                 field="destination",
             )
     return Path(text)

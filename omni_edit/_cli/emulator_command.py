@@ -12,15 +12,23 @@ from .streams import put
 
 __all__ = ["EMULATOR_API_KEY", "serve_emulator"]
 
-# Any non-empty key works against the emulator; this one reads as what it is.
+# Without --api-key any non-empty key works against the emulator; this one reads as
+# what it is.
 EMULATOR_API_KEY = "emulator-key"
 
 
 async def serve_emulator(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM, after printing the base URL and the two ``export``
+    """Serve until SIGINT or SIGTERM, after printing the base URL and the ``export``
     lines that point a client at it. ``ValueError`` for a knob out of range, ``OSError``
-    when an address cannot be bound."""
+    when an address cannot be bound.
+
+    With ``--api-key`` only that key is accepted (any other, or none, gets the API's
+    401), so a wrong key can be tried; ``$OMNI_EDIT_API_KEY`` is not read for this, since
+    it may hold a real key. Without it, any non-empty key is accepted.
+    """
+    key = (args.api_key or "").strip()
     emulator = Emulator(
+        api_keys=[key] if key else None,
         host=args.host,
         port=args.port,
         result_host=args.result_host,
@@ -46,7 +54,15 @@ async def serve_emulator(args: argparse.Namespace) -> int:
             f"omni-edit emulator: API on {emu.base_url}, results on {emu.result_base_url}",
         )
         put(sys.stdout, f"export OMNI_EDIT_BASE_URL={emu.base_url}")
-        put(sys.stdout, f"export OMNI_EDIT_API_KEY={EMULATOR_API_KEY}")
+        if key:
+            # The key itself is not echoed: a key on a screen or in a log is a leaked key.
+            put(
+                sys.stdout,
+                "Only the key given with --api-key is accepted (others get HTTP 401):"
+                " set OMNI_EDIT_API_KEY to it.",
+            )
+        else:
+            put(sys.stdout, f"export OMNI_EDIT_API_KEY={EMULATOR_API_KEY}")
         put(sys.stdout, "Press Ctrl-C to stop.")
         await stop.wait()
     return 0

@@ -244,14 +244,16 @@ def _add_emulator(commands: _Commands) -> None:
     emulator = commands.add(
         "emulator",
         "serve a local emulator of the API until Ctrl-C",
-        "Serve a local emulator of the API (and its result host) until Ctrl-C.",
+        "Serve a local emulator of the API (and its result host) until Ctrl-C. Any"
+        " non-empty key is accepted, unless --api-key names the one key to accept.",
     )
     emulator.add_argument("--host", default="127.0.0.1", help="API address (default %(default)s)")
     emulator.add_argument("--port", type=int, default=8787, help="API port (default %(default)s)")
     emulator.add_argument(
         "--result-host",
         default="127.0.0.2",
-        help="address serving result files, another origin (default %(default)s)",
+        help="address serving result files, another origin (default %(default)s; where"
+        " it does not exist, as on macOS, 127.0.0.1 on another port)",
     )
     emulator.add_argument(
         "--processing-time",

@@ -147,6 +147,10 @@ class PollScheduler:
     def __len__(self) -> int:
         return len(self._watches)
 
+    def __contains__(self, task_id: object) -> bool:
+        """Whether ``task_id`` is watched (some wait or batch is following it)."""
+        return task_id in self._watches
+
     # --- Watching -----------------------------------------------------------------------
 
     def watch(

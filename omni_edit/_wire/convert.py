@@ -335,7 +335,8 @@ def decode_json(body: bytes, *, status: int | None = None) -> Any:
     try:
         # RFC 8259: JSON between systems is UTF-8; decoding first skips json's detection.
         return json.loads(body.decode())
-    except (ValueError, UnicodeDecodeError) as exc:
+    # RecursionError: nesting deeper than the interpreter's stack (a hostile body).
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedResponseError(
             f"expected a JSON body but got: {excerpt(body) or '(empty body)'}",
             status=status,

@@ -6,6 +6,7 @@ second origin), the task store, the callback jobs and the records tests assert o
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 from collections.abc import Collection, Sequence
@@ -35,6 +36,9 @@ logger = logging.getLogger("omni_edit.emulator")
 
 # How long close() lets a request still being handled finish before cancelling it.
 _SHUTDOWN_GRACE = 0.25
+# Where results go when ``result_host`` cannot be bound: every system has this address,
+# while 127.0.0.2 is missing on macOS unless aliased. Another port keeps it another origin.
+_FALLBACK_RESULT_HOST = "127.0.0.1"
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -52,7 +56,10 @@ class Emulator:
     Use it as ``async with Emulator(...) as emu`` or with ``start``/``close``. The knobs:
 
     - ``host``/``port`` serve the API, ``result_host``/``result_port`` the result files
-      (port 0: any free port); ``api_keys`` ``None`` accepts any non-empty Bearer key.
+      (port 0: any free port). A ``result_host`` this machine does not have (127.0.0.2 on
+      macOS) is replaced by 127.0.0.1, on a port of its own, with a warning logged.
+    - ``api_keys``: the keys accepted as ``Authorization: Bearer <key>``; any other key,
+      or none, gets the API's 401. ``None`` accepts any non-empty key.
     - ``processing_time=(low, high)``: seconds a task runs, drawn uniformly per task;
       ``estimated_time`` is what ``task_info`` reports (``None``: the mean, rounded up).
     - ``failure_rate`` (codes drawn from ``failure_codes``) and ``cancel_rate``: the
@@ -205,16 +212,33 @@ class Emulator:
             await self._jobs.open()
             await self._callbacks.open()
             await self._inputs.open()
-            result_port = await self._serve(
-                self._results.app(), self._result_host, self._result_port
-            )
-            self._results.base_url = _url(self._result_host, result_port)
+            result_host, result_port = await self._serve_results()
+            self._results.base_url = _url(result_host, result_port)
             api_port = await self._serve(self._api.app(), self._host, self._port)
         except BaseException:
             await self.close()
             raise
         self._base_url = _url(self._host, api_port)
         logger.debug("emulator serving %s, results on %s", self._base_url, self._results.base_url)
+
+    async def _serve_results(self) -> tuple[str, int]:
+        """Bind the result host: at ``result_host``, else at 127.0.0.1 on another port."""
+        try:
+            port = await self._serve(self._results.app(), self._result_host, self._result_port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL or self._result_host == _FALLBACK_RESULT_HOST:
+                raise
+            logger.warning(
+                "emulator: cannot serve results from %s (%s); serving them from %s on"
+                " another port instead",
+                self._result_host,
+                exc.strerror or exc,
+                _FALLBACK_RESULT_HOST,
+            )
+            host = _FALLBACK_RESULT_HOST
+            port = await self._serve(self._results.app(), host, self._result_port)
+            return host, port
+        return self._result_host, port
 
     async def _serve(self, app: web.Application, host: str, port: int) -> int:
         # access_log=None: aiohttp's access log would print result links' signatures.
