@@ -318,7 +318,7 @@ async def test_auth_failure_stops_new_submissions() -> None:
 def _rows(journal: Path, columns: str) -> list[tuple[Any, ...]]:
     """The journal's rows, read as any SQLite reader would."""
     with contextlib.closing(sqlite3.connect(journal)) as conn:
-        return conn.execute(f"SELECT {columns} FROM items ORDER BY rowid").fetchall()
+        return conn.execute(f"SELECT {columns} FROM items ORDER BY digest, occurrence").fetchall()
 
 
 async def test_a_rerun_with_the_journal_skips_what_is_done(

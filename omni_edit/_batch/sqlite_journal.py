@@ -1,21 +1,25 @@
 """The journal in one SQLite file: the embedded default, shared by processes on one host.
 
-Writes are group-committed: every call is queued, and one writer thread applies
+Writes are group-committed: every call is queued, and one writer task applies
 whatever has queued up in one ``BEGIN IMMEDIATE`` transaction, then commits it once.
-Dozens of workers recording at once cost one commit (one fsync), not dozens, which is
-what keeps a journal nearly free (``benchmarks/bench_journal.py``). A group holding a
+Dozens of workers recording at once cost one commit (one fsync), not dozens
+(``benchmarks/bench_journal.py``). A group holding a
 "submitting" or "submitted" record commits with ``synchronous=FULL``: that record must
 survive a power loss, not only a crash, since losing it could mean paying twice
 (docs/reliability.md#journal). Other groups commit with ``NORMAL``, which WAL mode keeps
 through any crash of the process.
 
 ``BEGIN IMMEDIATE`` takes SQLite's write lock, so a claim (read the row, then take it)
-is one atomic step across processes: two workers never hold one input. Calls are queued
-in the order they are made, so the occurrence count of identical inputs follows the
-order the inputs were read in.
+is one atomic step across processes: two workers never hold one input. A claim lives
+while its holder's lease does: one row per worker in ``workers``, renewed by a
+heartbeat, so renewing costs one write however many inputs a worker holds. Calls are
+queued in the order they are made, so the occurrence count of identical inputs follows
+the order the inputs were read in.
 
-The connection lives on the journal's own thread (not anyio's shared pool, whose first
-use costs an import on the event loop), and nothing on the event loop waits on SQLite.
+What waits runs on the journal's own thread (not anyio's shared pool, whose first use
+costs an import on the event loop): opening, the commit (it waits on the disk) and the
+write lock when another process holds it. The statements of a group run on the loop:
+microseconds each against a database this connection holds locked, they never wait.
 """
 
 from __future__ import annotations
@@ -66,19 +70,22 @@ CREATE TABLE IF NOT EXISTS items (
     credits REAL,
     idempotency_key TEXT,
     owner TEXT,
-    lease_until REAL,
     updated REAL NOT NULL,
     PRIMARY KEY (digest, occurrence)
-);
-CREATE INDEX IF NOT EXISTS items_owner ON items (owner) WHERE owner IS NOT NULL;
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workers (owner TEXT PRIMARY KEY, lease_until REAL NOT NULL);
 """
 
 _COLUMNS = (
     "digest, occurrence, state, task_id, attempts, result_url, path, error_code,"
-    " error_message, retryable, credits, idempotency_key, owner, lease_until"
+    " error_message, retryable, credits, idempotency_key, owner"
 )
 
-_Op = Callable[[sqlite3.Connection, float], Any]
+# A queued operation: a closure, or (for the hot ones) a function of the journal and
+# its arguments.
+_Op: TypeAlias = (
+    "Callable[[sqlite3.Connection, float], Any] | tuple[Callable[..., Any], tuple[Any, ...]]"
+)
 _OnError = Callable[[JournalError], None]
 _Target: TypeAlias = "asyncio.Future[Any] | _OnError"
 
@@ -256,7 +263,13 @@ class SqliteJournal:
             executor.shutdown(wait=False)
             raise
         lease = JOURNAL_LEASE_SECONDS if lease_seconds is None else lease_seconds
-        return cls(conn, location, salt, executor, lease)
+        journal = cls(conn, location, salt, executor, lease)
+        try:
+            await journal.renew()  # this worker's lease: its claims live while it does
+        except BaseException:
+            await journal.close()
+            raise
+        return journal
 
     # --- The writer -----------------------------------------------------------------------
 
@@ -302,21 +315,27 @@ class SqliteJournal:
             while self._pending:
                 group, self._pending = self._pending, []
                 durable = any(d for _, d, _ in group)
-                # The write lock is taken, and the commit made, on the journal's thread:
-                # another process may hold the lock (up to busy_timeout), and a commit
-                # waits on the disk. The statements between run here, on the loop: a few
-                # microseconds each, against the database this connection has locked,
-                # so they never wait; run on the thread instead, each one handed the GIL
-                # back and forth with the loop, which cost far more than the work.
+                # The statements run here, on the loop, between a lock taken (tried here
+                # first: it is usually free) and a commit made on the journal's thread
+                # (it waits on the disk). A few microseconds each, against a database
+                # this connection has locked, they never wait; run on the thread, each
+                # one handed the GIL back and forth with a busy loop, which cost more
+                # than the work (``benchmarks/bench_journal.py``).
                 results: list[tuple[bool, Any]] = []
-                failure = self._begin(durable, wait=False)
-                if isinstance(failure, sqlite3.OperationalError) and _is_busy(failure):
-                    # Another process holds the lock: wait for it off the loop.
-                    failure = await loop.run_in_executor(self._executor, self._begin, durable)
-                if failure is None:
-                    results, failure = self._apply(group)
-                if failure is None:
-                    failure = await loop.run_in_executor(self._executor, self._commit)
+                try:
+                    failure = self._begin(durable, wait=False)
+                    if isinstance(failure, sqlite3.OperationalError) and _is_busy(failure):
+                        # Another process holds the lock: wait for it off the loop.
+                        failure = await loop.run_in_executor(self._executor, self._begin, durable)
+                    if failure is None:
+                        results, failure = self._apply(group)
+                    if failure is None:
+                        failure = await loop.run_in_executor(self._executor, self._commit)
+                except Exception as exc:  # a bug, or the executor gone: told, not lost
+                    failure = exc
+                    if self._conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._conn.execute("ROLLBACK")
                 if failure is not None:
                     # Nothing of the group is trusted to have been written.
                     results = [(False, failure)] * len(group)
@@ -372,7 +391,11 @@ class SqliteJournal:
         now = time.time()
         for op, _, _ in group:
             try:
-                results.append((True, op(conn, now)))
+                if isinstance(op, tuple):
+                    function, args = op
+                    results.append((True, function(self, conn, now, *args)))
+                else:
+                    results.append((True, op(conn, now)))
             except sqlite3.Error as exc:
                 # A full disk, say: the transaction may be gone already.
                 with contextlib.suppress(sqlite3.Error):
@@ -406,17 +429,16 @@ class SqliteJournal:
         conn: sqlite3.Connection,
         now: float,
         identity: Identity,
-        new: Callable[[], tuple[str, int, str | None]] | None,
+        new: tuple[str, int, str | None] | None,
         request: tuple[str, str, str | None] | None,
     ) -> Claim:
-        until = now + self.lease_seconds
         if new is not None and request is not None:
             # A new input is the common case: insert first, and read only on conflict.
-            state, attempts, key = new()
+            state, attempts, key = new
             inserted = conn.execute(
                 "INSERT INTO items (digest, occurrence, video_url, prompt, callback_url,"
-                " state, attempts, idempotency_key, owner, lease_until, updated)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                " state, attempts, idempotency_key, owner, updated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     identity.digest,
                     identity.occurrence,
@@ -425,7 +447,6 @@ class SqliteJournal:
                     attempts,
                     key,
                     self.owner,
-                    until,
                     now,
                 ),
             ).rowcount
@@ -444,12 +465,16 @@ class SqliteJournal:
         entry = _entry(row)
         if entry.finished:
             return Claim(ClaimKind.FINISHED, entry)
-        holder, lease_until = row[12], row[13]
-        if holder is not None and holder != self.owner and (lease_until or 0) > now:
-            return Claim(ClaimKind.BUSY, entry, lease_left=lease_until - now)
+        holder = row[12]
+        if holder is not None and holder != self.owner:
+            lease = conn.execute(
+                "SELECT lease_until FROM workers WHERE owner = ?", (holder,)
+            ).fetchone()
+            if lease is not None and lease[0] > now:
+                return Claim(ClaimKind.BUSY, entry, lease_left=lease[0] - now)
         conn.execute(
-            "UPDATE items SET owner = ?, lease_until = ? WHERE digest = ? AND occurrence = ?",
-            (self.owner, until, identity.digest, identity.occurrence),
+            "UPDATE items SET owner = ? WHERE digest = ? AND occurrence = ?",
+            (self.owner, identity.digest, identity.occurrence),
         )
         return Claim(ClaimKind.CLAIMED, entry)
 
@@ -459,23 +484,8 @@ class SqliteJournal:
         """Queued at once (not at the first ``await``): occurrences are counted in the
         order of the calls, which is the order the inputs were read in."""
 
-        def op(conn: sqlite3.Connection, now: float) -> Claim:
-            (n,) = conn.execute(
-                "INSERT INTO occurrences VALUES (?, 0) ON CONFLICT (digest)"
-                " DO UPDATE SET n = n + 1 RETURNING n",
-                (digest,),
-            ).fetchone()
-            identity = Identity(digest, n)
-
-            def new() -> tuple[str, int, str | None]:
-                if submit:
-                    return JournalState.SUBMITTING.value, 1, self.key_for(identity, 1)
-                return JournalState.PENDING.value, 0, None
-
-            return self._take(conn, now, identity, new, request)
-
         # Durable when it may record "submitting": the create follows at once.
-        return self._queue(op, durable=submit)
+        return self._queue((_claim_next, (digest, request, submit)), durable=submit)
 
     async def reclaim(self, identity: Identity) -> Claim:
         return await self._do(  # type: ignore[no-any-return]
@@ -485,13 +495,9 @@ class SqliteJournal:
     # --- Records --------------------------------------------------------------------------
 
     def _update(self, identity: Identity, sets: str, params: tuple[Any, ...]) -> _Op:
-        def op(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute(
-                f"UPDATE items SET {sets}, updated = ? WHERE digest = ? AND occurrence = ?",
-                (*params, now, identity.digest, identity.occurrence),
-            )
-
-        return op
+        # Data, not a closure: thousands a second, and fewer objects for the collector.
+        sql = f"UPDATE items SET {sets}, updated = ? WHERE digest = ? AND occurrence = ?"
+        return (_update_row, (sql, params, identity))
 
     def submitting(self, identity: Identity, attempts: int, key: str) -> Awaitable[None]:
         return self._queue(
@@ -526,7 +532,7 @@ class SqliteJournal:
         return self._queue(
             self._update(
                 identity,
-                "state = ?, error_message = ?, owner = NULL, lease_until = NULL",
+                "state = ?, error_message = ?, owner = NULL",
                 (JournalState.UNCERTAIN.value, message),
             )
         )
@@ -544,7 +550,7 @@ class SqliteJournal:
             self._update(
                 identity,
                 "state = ?, task_id = ?, result_url = ?, path = ?, error_code = NULL,"
-                " error_message = NULL, owner = NULL, lease_until = NULL",
+                " error_message = NULL, owner = NULL",
                 (JournalState.COMPLETED.value, task_id, result_url, path),
             ),
             on_error=on_error,
@@ -560,7 +566,7 @@ class SqliteJournal:
         task_id: str | None = None,
         release: bool = True,
     ) -> Awaitable[None]:
-        owner = ", owner = NULL, lease_until = NULL" if release else ""
+        owner = ", owner = NULL" if release else ""
         return self._queue(
             self._update(
                 identity,
@@ -571,11 +577,17 @@ class SqliteJournal:
         )
 
     async def renew(self) -> None:
+        """Extend this worker's lease: one row, however many inputs it holds. A claim
+        on an input lives while its holder's lease does (``_take``)."""
+
         def op(conn: sqlite3.Connection, now: float) -> None:
             conn.execute(
-                "UPDATE items SET lease_until = ? WHERE owner = ?",
-                (now + self.lease_seconds, self.owner),
+                "INSERT INTO workers VALUES (?, ?) ON CONFLICT (owner)"
+                " DO UPDATE SET lease_until = excluded.lease_until",
+                (self.owner, now + self.lease_seconds),
             )
+            # Workers long dead (killed, so never closed) leave a row: forget them.
+            conn.execute("DELETE FROM workers WHERE lease_until < ?", (now - 86400,))
 
         await self._do(op)
 
@@ -586,10 +598,7 @@ class SqliteJournal:
             return
         with contextlib.suppress(JournalError):
             await self._do(
-                lambda conn, now: conn.execute(
-                    "UPDATE items SET owner = NULL, lease_until = NULL WHERE owner = ?",
-                    (self.owner,),
-                )
+                lambda conn, now: conn.execute("DELETE FROM workers WHERE owner = ?", (self.owner,))
             )
         self._closed = True
         flusher = self._flusher
@@ -600,3 +609,37 @@ class SqliteJournal:
         with contextlib.suppress(Exception):
             await loop.run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=False)
+
+
+def _claim_next(
+    journal: SqliteJournal,
+    conn: sqlite3.Connection,
+    now: float,
+    digest: str,
+    request: tuple[str, str, str | None],
+    submit: bool,
+) -> Claim:
+    """The claim op: count the digest's next occurrence, then take that input."""
+    (n,) = conn.execute(
+        "INSERT INTO occurrences VALUES (?, 0) ON CONFLICT (digest)"
+        " DO UPDATE SET n = n + 1 RETURNING n",
+        (digest,),
+    ).fetchone()
+    identity = Identity(digest, n)
+    new: tuple[str, int, str | None]
+    if submit:
+        new = (JournalState.SUBMITTING.value, 1, journal.key_for(identity, 1))
+    else:
+        new = (JournalState.PENDING.value, 0, None)
+    return journal._take(conn, now, identity, new, request)
+
+
+def _update_row(
+    journal: SqliteJournal,
+    conn: sqlite3.Connection,
+    now: float,
+    sql: str,
+    params: tuple[Any, ...],
+    identity: Identity,
+) -> None:
+    conn.execute(sql, (*params, now, identity.digest, identity.occurrence))
