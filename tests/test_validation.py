@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -161,3 +163,26 @@ def test_base_url_rejects_plain_http_elsewhere(url: str) -> None:
 def test_malformed_task_ids_are_rejected(task_id: object) -> None:
     with pytest.raises(ValidationError, match="task id"):
         validate_task_id(task_id)
+
+
+@pytest.mark.parametrize(
+    ("field", "call"),
+    [
+        ("prompt", lambda: validate_prompt("warmer \ud800 light")),
+        ("prompt", lambda: validate_prompt("\udfff")),
+        ("video_url", lambda: validate_video_url("https://example.com/clip\ud800.mp4")),
+        (
+            "callback_url",
+            lambda: validate_callback_url("https://hooks.example.com/\udc00"),
+        ),
+    ],
+)
+def test_a_lone_surrogate_is_refused(field: str, call: Callable[[], str]) -> None:
+    """Half of a UTF-16 pair has no UTF-8 form: it could be neither sent nor journaled."""
+    with pytest.raises(ValidationError, match="surrogate") as info:
+        call()
+    assert info.value.field == field
+
+
+def test_text_beyond_ascii_is_fine() -> None:
+    assert validate_prompt("把灯光调暖 😀, keep the rest") == "把灯光调暖 😀, keep the rest"

@@ -57,6 +57,9 @@ _BLOCKED_V6 = tuple(
 # IPv4 addresses wrapped in IPv6: unwrapped, then checked against the IPv4 ranges.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _TASK_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
+# A lone surrogate (half of a UTF-16 pair) has no UTF-8 form: the API could not read it,
+# and the journal could not store it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SPACE = re.compile(r"\s")
 _IDEMPOTENCY_KEY_RE = re.compile(
     rf"[A-Za-z0-9._-]{{{IDEMPOTENCY_KEY_MIN_LENGTH},{IDEMPOTENCY_KEY_MAX_LENGTH}}}"
@@ -64,7 +67,9 @@ _IDEMPOTENCY_KEY_RE = re.compile(
 # The everyday clip URL (http(s), a plain ASCII host, maybe a port, then no whitespace):
 # a shape ``_split`` always accepts, checked in one match instead of an uncached urlsplit
 # and two property parses, on every input of a batch. Anything else takes ``_split``.
-_PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#]\S*)?")
+_PLAIN_HTTP_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#][^\s\ud800-\udfff]*)?"
+)
 
 
 def _parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -142,6 +147,16 @@ def _split(url: object, field: str, what: str) -> tuple[str, SplitResult, str]:
     return url, parts, host
 
 
+def _check_text(text: str, field: str) -> str:
+    if _SURROGATE.search(text):
+        raise ValidationError(
+            f"{field} holds a lone surrogate (an unpaired UTF-16 half, such as '\\ud800')"
+            " that has no UTF-8 form: fix the text's encoding",
+            field=field,
+        )
+    return text
+
+
 def validate_video_url(url: object) -> str:
     """The clip's URL: http(s), with a host. Returns it unchanged."""
     if type(url) is str and (plain := _PLAIN_HTTP_URL.fullmatch(url)) is not None:
@@ -155,7 +170,7 @@ def validate_video_url(url: object) -> str:
             " upload the mp4 somewhere the API can fetch it",
             field="video_url",
         )
-    return url
+    return _check_text(url, "video_url")
 
 
 def validate_prompt(prompt: object) -> str:
@@ -170,7 +185,7 @@ def validate_prompt(prompt: object) -> str:
             " lighting warmer and keep everything else unchanged'",
             field="prompt",
         )
-    return prompt
+    return _check_text(prompt, "prompt")
 
 
 def validate_callback_url(url: object, *, allow_loopback_http: bool = False) -> str:
@@ -180,6 +195,7 @@ def validate_callback_url(url: object, *, allow_loopback_http: bool = False) -> 
     and its tests only; the real API refuses such URLs.
     """
     url, parts, host = _split(url, "callback_url", "callback_url")
+    _check_text(url, "callback_url")
     if len(url) > MAX_CALLBACK_URL_LENGTH:
         raise ValidationError(
             f"callback_url is {len(url)} characters long; the API accepts at most"
