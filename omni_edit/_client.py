@@ -326,7 +326,7 @@ class Client:
     async def _read(self, task_id: str) -> Task:
         """``get`` for an id already validated (the scheduler's, from the API itself)."""
         status, body = await self._transport.send(task_request(task_id))
-        task = parse_task_response(status, body)
+        task = parse_task_response(status, body, task_id=task_id)
         # Any fresh read is news for whoever waits on this task.
         self._scheduler.deliver(task)
         if task.is_terminal:
@@ -481,13 +481,15 @@ class Client:
         """Save a completed task's result (or a result URL) at ``dest`` and return its path.
 
         ``dest`` is a file path, or an existing directory (the file is then named after
-        the task id). The file is streamed to a temporary file beside ``dest``
-        (``.<name>.part``, which a later download to ``dest`` overwrites), resumed after
-        a dropped connection, checked against its announced length and renamed into
-        place: ``dest`` never holds a partial file. No API key or cookie is sent to the
-        result host, which is another origin.
+        the task id, or the URL's last path segment, and lands inside it). The file is
+        streamed to a temporary file beside ``dest`` (``.<name>.part``, which a later
+        download to ``dest`` overwrites), resumed after a dropped connection, checked
+        against its announced length and renamed into place: ``dest`` never holds a
+        partial file. No API key or cookie is sent to the result host, which is another
+        origin.
 
-        Raises ``ValidationError`` for a task that has not completed, ``ResultExpiredError``
+        Raises ``ValidationError`` for a task that has not completed (or whose id is not
+        a task id), ``ResultExpiredError``
         when the link is past its 24 hours (after re-reading the task once for a fresh
         link), ``DownloadError`` for other failures: at once for a link that is not
         http(s) or a body that is not a video (an HTML page, no MP4 box at its start),
@@ -503,7 +505,9 @@ class Client:
                     " wait for it first (client.wait)",
                     field="task_or_url",
                 )
-            url, name = task.result_url, f"{task.id}.mp4"
+            # Ids are checked when an answer is parsed; a Task made by hand is checked
+            # here, since the id becomes a file name inside ``dest``.
+            url, name = task.result_url, f"{validate_task_id(task.id)}.mp4"
 
             async def refresh_link() -> str | None:
                 return (await self.get(task.id)).result_url
@@ -511,7 +515,9 @@ class Client:
             refresh = refresh_link
         else:
             url = validate_video_url(task_or_url)
-            name = Path(urlsplit(url).path).name or "result.mp4"
+            name = Path(urlsplit(url).path).name
+            if name in ("", ".", ".."):
+                name = "result.mp4"
         path = Path(dest)
         if await anyio.Path(path).is_dir():
             path = path / name
@@ -535,8 +541,8 @@ class Client:
         ``verify=False``, for a trusted in-process source).
 
         Raises ``MalformedResponseError`` for a body that is not a task object,
-        ``ValidationError`` for a task id that is not one, or (with ``verify=True``) for
-        a task this client neither created nor waits on.
+        including one whose id is not a task id, and ``ValidationError`` (with
+        ``verify=True``) for a task this client neither created nor waits on.
         """
         self._check_loop()
         data = (
@@ -545,7 +551,6 @@ class Client:
             else body
         )
         claimed = structure_task(data)
-        validate_task_id(claimed.id)
         key = (claimed.id, claimed.status)
         seen = self._seen_callbacks.get(key)
         if seen is not None:

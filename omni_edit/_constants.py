@@ -14,7 +14,11 @@ from typing import Final
 DEFAULT_BASE_URL: Final = "https://api.evolink.ai"
 CREATE_PATH: Final = "/v1/videos/generations"
 TASK_PATH_PREFIX: Final = "/v1/tasks/"
+# The prefix of the documented example ids, used by the emulator for the ids it issues.
+# Ids are the server's to choose: the SDK accepts any of ``TASK_ID_PATTERN``
+# (docs/api.md#read-a-task: what EvoLink's own client code checks).
 TASK_ID_PREFIX: Final = "task-unified-"
+TASK_ID_PATTERN: Final = r"[A-Za-z0-9._:-]{1,128}"
 MODEL: Final = "gemini-omni-flash-video-edit"
 
 # Environment variables, in the order they are consulted (docs/architecture.md#layout).

@@ -28,11 +28,16 @@
 ``SubmissionUncertainError`` is deliberately *not* an ``APIConnectionError``: code that
 retries on connection errors must not resend a create request that may already have
 created, and billed, a task.
+
+No exception shows the API key in its ``str`` or ``repr``, even when a server echoed it
+into a message (docs/reliability.md#secrets).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from ._redact import redact_secrets
 
 if TYPE_CHECKING:
     from ._models import Task
@@ -65,6 +70,13 @@ __all__ = [
 
 class OmniEditError(Exception):
     """Base of every exception this package raises on purpose."""
+
+    # Messages quote servers (an error body, an HTML page), and a server may echo the key.
+    def __str__(self) -> str:
+        return redact_secrets(super().__str__())
+
+    def __repr__(self) -> str:
+        return redact_secrets(super().__repr__())
 
 
 class ValidationError(OmniEditError, ValueError):
@@ -118,7 +130,7 @@ class APIError(OmniEditError):
             text += f" (param: {self.param})"
         if self.fallback_suggestion:
             text += f" [{self.fallback_suggestion}]"
-        return text
+        return redact_secrets(text)
 
 
 class BadRequestError(APIError):

@@ -461,6 +461,31 @@ async def test_invalid_input_is_rejected_before_anything_is_sent(
     assert emu.stats.requests == []
 
 
+async def test_a_lone_surrogate_is_refused_before_anything_is_sent(
+    client: oe.Client, emu: Emulator
+) -> None:
+    with pytest.raises(oe.ValidationError, match="surrogate") as info:
+        await client.submit(CLIP, "warmer \ud800")
+    assert info.value.field == "prompt"
+    assert emu.stats.requests == []
+
+
+async def test_a_lone_surrogate_in_one_input_of_a_batch_fails_that_input_only(
+    make_client: ClientFactory, emu: Emulator
+) -> None:
+    fast = oe.PollPolicy(min_interval=0.02, max_interval=0.2)
+    client = await make_client(emu, KEY, poll=fast)
+    inputs = [(CLIP, PROMPT), (CLIP, "cooler \ud800 tones"), (CLIP, PROMPT + ".")]
+    with anyio.fail_after(10):
+        outcomes = {o.index: o async for o in client.edit_many(inputs)}
+    assert sorted(outcomes) == [0, 1, 2]
+    assert outcomes[0].ok
+    assert outcomes[2].ok
+    assert isinstance(outcomes[1].error, oe.ValidationError)
+    assert outcomes[1].task is None
+    assert emu.stats.creates == 2
+
+
 async def test_malformed_task_id_is_rejected_before_anything_is_sent(
     client: oe.Client, emu: Emulator
 ) -> None:

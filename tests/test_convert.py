@@ -6,7 +6,13 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from omni_edit import MalformedResponseError, Task, TaskStatus
-from omni_edit._wire.convert import _lean_task, converter, structure_task, task_to_wire
+from omni_edit._wire.convert import (
+    _lean_task,
+    converter,
+    decode_json,
+    structure_task,
+    task_to_wire,
+)
 
 DOC_EXAMPLE: dict[str, Any] = {
     "created": 1757169743,
@@ -97,6 +103,66 @@ def test_non_object_body_is_malformed(body: Any) -> None:
         structure_task(body)
 
 
+@pytest.mark.parametrize(
+    "body", [b"[" * 10_000 + b"]" * 10_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000]
+)
+def test_json_nested_thousands_deep_is_malformed_not_a_recursion_error(body: bytes) -> None:
+    with pytest.raises(MalformedResponseError, match="nested"):
+        decode_json(body)
+
+
+def test_a_task_nested_just_within_the_decoder_limit_is_still_a_clean_error() -> None:
+    """A value deep enough to decode but too deep to render in a message."""
+    deep: Any = 1
+    for _ in range(900):
+        deep = [deep]
+    with pytest.raises(MalformedResponseError) as info:
+        structure_task({"id": "t", "status": "pending", "progress": deep})
+    assert info.value.field == "progress"
+
+
+@pytest.mark.parametrize("body", [b"NaN", b'{"x": Infinity}', b"[-Infinity]"])
+def test_nan_and_infinity_are_not_json(body: bytes) -> None:
+    with pytest.raises(MalformedResponseError):
+        decode_json(body)
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"), [(250, 100), (101, 100), (-5, 0), (10**30, 100), (55.9, 55)]
+)
+def test_progress_outside_0_to_100_is_clamped(progress: float, expected: int) -> None:
+    assert structure_task({"id": "t", "status": "processing", "progress": progress}).progress == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"usage": {"credits_reserved": float("nan")}}, "usage.credits_reserved"),
+        ({"usage": {"credits_reserved": float("inf")}}, "usage.credits_reserved"),
+        ({"usage": {"credits_reserved": -1}}, "usage.credits_reserved"),
+        ({"usage": {"credits_reserved": 10**400}}, "usage.credits_reserved"),
+        ({"task_info": {"estimated_time": -0.5}}, "task_info.estimated_time"),
+        ({"task_info": {"video_duration": float("inf")}}, "task_info.video_duration"),
+        ({"progress": float("nan")}, "progress"),
+    ],
+)
+def test_numbers_not_finite_or_negative_amounts_are_malformed(
+    body: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        structure_task({"id": "t", "status": "pending", **body})
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("task_id", ["../../../pwned-by-id", "a/b", "..", "", "x" * 129, "a\nb"])
+def test_an_id_that_is_not_a_safe_task_id_is_malformed(task_id: str) -> None:
+    with pytest.raises(MalformedResponseError) as info:
+        structure_task({"id": task_id, "status": "completed"})
+    assert info.value.field == "id"
+
+
 def test_estimated_time_field_is_named_with_its_wire_path() -> None:
     with pytest.raises(MalformedResponseError) as info:
         structure_task({"id": "t", "status": "pending", "task_info": {"estimated_time": "x"}})
@@ -145,7 +211,7 @@ _GOOD_USAGE = st.fixed_dictionaries(
 )
 _GOOD_TASK = st.fixed_dictionaries(
     {
-        "id": st.text(min_size=1, max_size=12),
+        "id": st.from_regex(r"[A-Za-z0-9._:-]{1,12}", fullmatch=True),
         "status": st.sampled_from([s.value for s in TaskStatus]),
     },
     optional={

@@ -308,7 +308,7 @@ async def test_the_key_is_never_kept_or_logged(
 async def test_a_malformed_task_id_is_400_invalid_task_id(
     http: aiohttp.ClientSession, emu: Emulator
 ) -> None:
-    status, answer = await _get(http, emu, "job-123")
+    status, answer = await _get(http, emu, "job!123")
     assert status == 400
     assert answer["error"]["code"] == "invalid_task_id"
     assert answer["error"]["type"] == "invalid_request_error"
@@ -1003,7 +1003,7 @@ async def test_the_cli_serves_until_ctrl_c(http: aiohttp.ClientSession) -> None:
         assert base_url in lines[0]
         headers = {"Authorization": f"Bearer {exports['OMNI_EDIT_API_KEY']}"}
         async with http.get(base_url + "/v1/tasks/nope", headers=headers) as r:
-            assert r.status == 400
+            assert r.status == 404
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(10):
             assert await process.wait() == 0

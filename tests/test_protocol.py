@@ -13,6 +13,8 @@ from omni_edit._wire.protocol import (
     judge,
     new_idempotency_key,
     parse_retry_after,
+    parse_task_response,
+    task_request,
 )
 from omni_edit._wire.validation import validate_idempotency_key
 
@@ -149,3 +151,16 @@ def test_a_conflict_answer_is_its_own_error_class() -> None:
     assert error.code == "idempotency_conflict"
     other = error_from_response(409, {}, b'{"error": {"code": "busy", "message": "m"}}')
     assert not isinstance(other, IdempotencyConflictError)
+
+
+def test_a_task_id_goes_into_its_path_percent_encoded() -> None:
+    assert task_request("task-unified-1-a").path == "/v1/tasks/task-unified-1-a"
+    assert task_request("ns:task.1").path == "/v1/tasks/ns%3Atask.1"
+
+
+def test_an_answer_about_another_task_is_malformed() -> None:
+    body = b'{"id": "task-unified-1-b", "status": "completed", "results": ["https://x/r"]}'
+    assert parse_task_response(200, body).id == "task-unified-1-b"
+    with pytest.raises(oe.MalformedResponseError, match="task-unified-1-a") as info:
+        parse_task_response(200, body, task_id="task-unified-1-a")
+    assert info.value.field == "id"

@@ -115,6 +115,53 @@ async def test_fatal_poll_errors_reach_the_listeners() -> None:
     await sched.aclose()
 
 
+async def test_an_unexpected_error_in_the_runners_own_poll_reaches_the_listeners() -> None:
+    """A poll the runner runs as a task of its own (no waiter parked) that fails with
+    something no rule expects ends the task's watch with that error; it does not leave
+    the task marked as being polled and never polled again."""
+    calls = 0
+
+    async def fetch(task_id: str) -> oe.Task:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise LookupError("a bug, or a parser that gave way")
+        return oe.Task(id=task_id, status=oe.TaskStatus.PROCESSING, progress=10 * calls)
+
+    sched = PollScheduler(fetch, FAST, Pause())
+    errors: list[BaseException] = []
+    sched.watch("task-unified-1-a", lambda t, e: errors.append(e) if e else None)
+    with anyio.fail_after(2):
+        while not errors:
+            await anyio.sleep(0.01)
+    assert isinstance(errors[0], LookupError)
+    assert len(sched) == 0
+    await sched.aclose()
+
+
+async def test_a_wait_with_an_async_on_progress_ends_when_a_poll_fails_unexpectedly() -> None:
+    """While the waiter is busy in its ``on_change``, the runner polls in a task of its
+    own; an unexpected failure there reaches the waiter instead of hanging it."""
+    calls = 0
+
+    async def fetch(task_id: str) -> oe.Task:
+        nonlocal calls
+        calls += 1
+        if calls >= 2:
+            raise RecursionError("maximum recursion depth exceeded")
+        return oe.Task(id=task_id, status=oe.TaskStatus.PROCESSING, progress=10)
+
+    async def on_change(task: oe.Task) -> None:
+        await anyio.sleep(0.2)  # busy: the next poll is not handed to this waiter
+
+    sched = PollScheduler(fetch, FAST, Pause())
+    with anyio.fail_after(3), pytest.raises(RecursionError):
+        await sched.follow("task-unified-1-a", Follower(None, reports=True), on_change=on_change)
+    assert calls == 2
+    assert len(sched) == 0
+    await sched.aclose()
+
+
 async def test_aclose_leaves_no_task_behind() -> None:
     before = asyncio.all_tasks()
     api = FakeApi(polls_to_finish=10**6)

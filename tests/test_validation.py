@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -157,7 +159,49 @@ def test_base_url_rejects_plain_http_elsewhere(url: str) -> None:
         validate_base_url(url)
 
 
-@pytest.mark.parametrize("task_id", ["abc", "task-unified-../../x", "task-unified-a/b", 7, ""])
+@pytest.mark.parametrize(
+    "task_id",
+    ["task-unified-a/b", "../x", "..", ".", "a b", "a\nb", "a%2Fb", "x" * 129, 7, "", "é"],
+)
 def test_malformed_task_ids_are_rejected(task_id: object) -> None:
     with pytest.raises(ValidationError, match="task id"):
         validate_task_id(task_id)
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        "task-unified-1757169743-7cvnl5zw",
+        "3f6c1d2e-8b4a-4f0e-9c57-2a1b0e9d7c44",  # a UUID, as EvoLink's own fixtures use
+        "ns:task.1_a",
+        "x",
+        "...",
+        "x" * 128,
+    ],
+)
+def test_any_id_the_server_may_issue_is_accepted(task_id: str) -> None:
+    """Ids are the server's to choose (docs/api.md#read-a-task), not ``task-unified-``."""
+    assert validate_task_id(task_id) == task_id
+
+
+@pytest.mark.parametrize(
+    ("field", "call"),
+    [
+        ("prompt", lambda: validate_prompt("warmer \ud800 light")),
+        ("prompt", lambda: validate_prompt("\udfff")),
+        ("video_url", lambda: validate_video_url("https://example.com/clip\ud800.mp4")),
+        (
+            "callback_url",
+            lambda: validate_callback_url("https://hooks.example.com/\udc00"),
+        ),
+    ],
+)
+def test_a_lone_surrogate_is_refused(field: str, call: Callable[[], str]) -> None:
+    """Half of a UTF-16 pair has no UTF-8 form: it could be neither sent nor journaled."""
+    with pytest.raises(ValidationError, match="surrogate") as info:
+        call()
+    assert info.value.field == field
+
+
+def test_text_beyond_ascii_is_fine() -> None:
+    assert validate_prompt("把灯光调暖 😀, keep the rest") == "把灯光调暖 😀, keep the rest"

@@ -12,7 +12,9 @@ module carries those decisions out. Guarantees:
   (see ``_wire.protocol.judge``); a create whose answer stays lost is a
   ``SubmissionUncertainError`` carrying its key;
 - a 429 pauses every request of the client for the server's ``Retry-After``;
-- retries draw on a client-wide ``RetryBudget``.
+- retries draw on a client-wide ``RetryBudget``;
+- a key the server echoes back in a body is replaced by ``REDACTED`` before anything
+  reads the body, so no error, task or log made from it can show the key.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 import aiohttp
 import anyio
 import attrs
+from aiohttp.hdrs import CONTENT_ENCODING
 from multidict import CIMultiDict
 
 from .._constants import (
@@ -40,7 +43,7 @@ from .._exceptions import (
     MalformedResponseError,
     SubmissionUncertainError,
 )
-from .._redact import Secret
+from .._redact import MIN_SECRET_LENGTH, REDACTED, Secret
 from .._version import __version__
 from .._wire.protocol import ApiRequest, Attempt, Failure, Verdict, error_from_response, judge
 from .limits import ClientLimits
@@ -70,6 +73,30 @@ class _KeyHeaders(CIMultiDict[str]):
         return "<headers " + ", ".join(f"{name}: ****" for name in self) + ">"
 
     __str__ = __repr__
+
+
+class _EchoScrubber:
+    """Replaces the key in a body by ``REDACTED``, for servers that echo it back; its
+    ``repr`` does not show the key. A value too short to be a key is left alone: it
+    would garble bodies instead (see ``_redact``)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, api_key: Secret) -> None:
+        key = api_key.reveal().encode()
+        self._key = key if len(key) >= MIN_SECRET_LENGTH else None
+
+    def __call__(self, body: bytes) -> bytes:
+        key = self._key
+        if key is not None and key in body:
+            return body.replace(key, _REDACTED_BYTES)
+        return body
+
+    def __repr__(self) -> str:
+        return "<scrubs the API key from answers>"
+
+
+_REDACTED_BYTES = REDACTED.encode()
 
 
 class Transport:
@@ -106,6 +133,7 @@ class Transport:
         # Built once: aiohttp copies them into each request, and only API requests (to
         # ``base_url``, redirects off) are sent with them.
         self._headers = _KeyHeaders(Authorization=f"Bearer {api_key.reveal()}")
+        self._scrub = _EchoScrubber(api_key)
         self._json_headers = _KeyHeaders(self._headers)
         self._json_headers["Content-Type"] = "application/json"
 
@@ -168,10 +196,18 @@ class Transport:
                     self.requests_sent += 1
                     status = resp.status
                     length = resp.content_length
-                    if length is not None and length <= MAX_RESPONSE_BYTES:
+                    # ``Content-Length`` counts the bytes on the wire: a compressed body
+                    # is read in chunks after decoding, up to the bound, however small
+                    # it was announced (a 300 KiB gzip can inflate to 300 MiB).
+                    if (
+                        length is not None
+                        and length <= MAX_RESPONSE_BYTES
+                        and CONTENT_ENCODING not in resp.headers
+                    ):
                         body = await resp.read()
                     else:
                         body = await _read_bounded(resp)
+                    body = self._scrub(body)
                     if 200 <= status < 300:
                         # The common case, before any bookkeeping.
                         if logger.isEnabledFor(logging.DEBUG):
@@ -280,7 +316,9 @@ def _uncertain(
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
-    """A body of unknown or announced-excessive length, read up to the bound."""
+    """A body of unknown, announced-excessive or encoded length, read as decoded up to
+    the bound: aiohttp inflates a compressed body a chunk at a time as it is read, so
+    no more than the bound and one chunk is ever held."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(64 * 1024):

@@ -8,7 +8,9 @@ limiter, and ends by itself when nothing is watched; ``aclose`` cancels it.
 
 Guarantees: a task with no listener left is never polled again; a 429 (the transport's
 client-wide pause) holds every poll back; a callback or any other fresh read of a task
-(``deliver``) wakes its listeners at once and reschedules its next poll.
+(``deliver``) wakes its listeners at once and reschedules its next poll; a poll that
+fails, however, either is tried again (a transient error) or ends the task's waits
+with its error: no failure silently stops the polling of a task.
 
 A ``wait`` (``follow``) does more than listen: while it waits it offers to run its
 task's polls itself. A due poll is then handed to the parked waiter, which was going to
@@ -31,7 +33,6 @@ from typing import Any
 
 from .._exceptions import (
     APIConnectionError,
-    OmniEditError,
     RateLimitError,
     ServerError,
 )
@@ -347,7 +348,10 @@ class PollScheduler:
                 delay = max(self.policy.min_interval, backoff_delay(watch.failures))
                 self._schedule(watch, now + delay)
             return
-        except OmniEditError as exc:
+        except Exception as exc:
+            # Anything else ends the waits on this task with the error, whatever it is (a
+            # 404, a malformed answer, a bug): a poll that died unreported would leave
+            # the task marked as being polled, never polled again, and its waits hung.
             watch.poll = None
             watch.polling = False
             self._fail(watch, exc)

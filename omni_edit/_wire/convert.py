@@ -5,7 +5,12 @@ under ``task_info``; ``Task`` keeps them flat, so the hook lifts them before cat
 structures the rest. Per docs/api.md#task-object every field but ``id`` and ``status``
 may be missing, and unknown fields must be tolerated: missing and ``null`` fields take
 the model default, extra keys are ignored. Anything else of the wrong shape is a
-``MalformedResponseError`` naming the field, never a ``KeyError`` or ``TypeError``.
+``MalformedResponseError`` naming the field, never a ``KeyError``, a ``TypeError`` or a
+``RecursionError``.
+
+Values out of range (docs/api.md#out-of-range-values): an ``id`` that is not a safe task
+id (``is_task_id``) and a number that is not finite, or negative where it is an amount
+(seconds, credits), are malformed; a ``progress`` outside 0-100 is clamped into it.
 
 Every poll's answer passes through here, so ``structure_task`` tries a lean path for the
 documented shape first (``_lean_task``): plain type checks and one constructor call,
@@ -17,15 +22,17 @@ names the field that is wrong. A property test holds the two equal.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import cattrs
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, override
 
 from .._exceptions import MalformedResponseError
 from .._models import Task, TaskError, TaskStatus, Usage
+from .validation import is_task_id
 
 __all__ = [
     "converter",
@@ -57,14 +64,41 @@ def _structure_datetime(value: Any, _: type) -> datetime:
 # accept only JSON values of a sensible kind.
 def _structure_int(value: Any, _: type) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value}")
         return int(value)
     raise TypeError(f"expected a number, got {type(value).__name__}")
 
 
 def _structure_float(value: Any, _: type) -> float:
+    # Every float on the wire is an amount (seconds, credits): a negative one, or one that
+    # is not finite (1e999 decodes to infinity), is not something the API can mean.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        number = float(value)
+        if not 0.0 <= number < math.inf:
+            raise ValueError(f"expected a finite number of 0 or more, got {number}")
+        return number
     raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _clamp_progress(progress: int) -> int:
+    # Progress only informs a display and the poll timing: a server's 101 or -1 should
+    # not end a wait, so it is held to the documented 0-100.
+    return 0 if progress < 0 else 100 if progress > 100 else progress
+
+
+def _structure_progress(value: Any, kind: type) -> int:
+    return _clamp_progress(_structure_int(value, kind))
+
+
+def _structure_task_id(value: Any, kind: type) -> str:
+    task_id = _structure_str(value, kind)
+    if not is_task_id(task_id):
+        # The id goes into URL paths and file names: anything else is refused here.
+        raise ValueError(
+            "expected a task id of 1 to 128 characters of letters, digits, '.', '_', ':' and '-'"
+        )
+    return task_id
 
 
 def _structure_bool(value: Any, _: type) -> bool:
@@ -120,8 +154,18 @@ _STATUSES: dict[str, TaskStatus] = {s.value: s for s in TaskStatus}
 
 
 def _lean_number(value: Any) -> float | None:
+    """A non-negative finite amount as ``float``, else ``None`` (for the reference path)."""
     kind = type(value)
-    return float(value) if kind is float or kind is int else None
+    if kind is float:
+        number: float = value
+    elif kind is int:
+        try:
+            number = float(value)
+        except OverflowError:  # beyond any float: the reference path words the error
+            return None
+    else:
+        return None
+    return number if 0.0 <= number < math.inf else None
 
 
 def _lean_task(o: dict[str, Any]) -> Task | None:
@@ -130,7 +174,7 @@ def _lean_task(o: dict[str, Any]) -> Task | None:
     number. Nulls and absent fields take the defaults, extras are ignored, as there."""
     task_id = o.get("id")
     status = o.get("status")
-    if type(task_id) is not str or type(status) is not str:
+    if type(task_id) is not str or type(status) is not str or not is_task_id(task_id):
         return None
     status_ = _STATUSES.get(status)
     progress = o.get("progress")
@@ -191,7 +235,7 @@ def _lean_task(o: dict[str, Any]) -> Task | None:
     return Task(
         task_id,
         status_,
-        0 if progress is None else progress,
+        0 if progress is None else _clamp_progress(progress),
         model,
         when,
         results_,
@@ -204,7 +248,12 @@ def _lean_task(o: dict[str, Any]) -> Task | None:
 
 
 def _task_hook(conv: cattrs.Converter) -> Any:
-    fields = make_dict_structure_fn(Task, conv)
+    fields = make_dict_structure_fn(
+        Task,
+        conv,
+        id=override(struct_hook=_structure_task_id),
+        progress=override(struct_hook=_structure_progress),
+    )
 
     def hook(value: Any, _: type) -> Task:
         if not isinstance(value, Mapping):
@@ -283,21 +332,34 @@ def structure_task(data: Any, *, status: int | None = None) -> Task:
         return task
     try:
         return converter.structure(data, Task)
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
-        field, reason = _error_path(exc)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            field, reason = None, "nested too deeply"
+        else:
+            field, reason = _error_path(exc)
         if field is None and isinstance(data, Mapping):
             missing = [k for k in ("id", "status") if k not in data]
             field = missing[0] if missing else None
         where = f" field '{field}'" if field else ""
         if field and isinstance(data, Mapping) and field in data:
-            reason += f" (got {excerpt(repr(data[field]).encode(), 60)})"
+            reason += f" (got {_value_excerpt(lambda: repr(data[field]), 60)})"
         raise MalformedResponseError(
             f"the API answered with a task object whose{where or ' shape'} is not as"
             f" documented: {reason}",
             field=field,
             status=status,
-            excerpt=excerpt(json.dumps(data, default=str).encode()),
+            excerpt=_value_excerpt(lambda: json.dumps(data, default=str)),
         ) from exc
+
+
+def _value_excerpt(render: Callable[[], str], limit: int = 200) -> str:
+    """``excerpt`` of a decoded value's text, or an ellipsis for a value nested too
+    deeply to render (it decoded within the recursion limit, and rendering needs more)."""
+    try:
+        text = render()
+    except RecursionError:
+        return "…"
+    return excerpt(text.encode(), limit)
 
 
 def task_to_wire(task: Task) -> dict[str, Any]:
@@ -330,13 +392,31 @@ def excerpt(body: bytes, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (RFC 8259)")
+
+
+# ``NaN`` and ``Infinity`` are Python's extensions of JSON, not JSON: refused, as any
+# other body that is not JSON.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def decode_json(body: bytes, *, status: int | None = None) -> Any:
-    """Decode a JSON body, or raise ``MalformedResponseError`` with an excerpt."""
+    """Decode a JSON body, or raise ``MalformedResponseError`` with an excerpt.
+
+    A body nested deeper than the interpreter can decode (``[[[[...`` thousands deep) is
+    malformed too: every parse failure is a ``MalformedResponseError``.
+    """
     try:
         # RFC 8259: JSON between systems is UTF-8; decoding first skips json's detection.
-        return json.loads(body.decode())
-    # RecursionError: nesting deeper than the interpreter's stack (a hostile body).
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return _DECODER.decode(body.decode())
+    except RecursionError as exc:
+        raise MalformedResponseError(
+            "expected a JSON body but got one nested too deeply to be an API answer",
+            status=status,
+            excerpt=excerpt(body),
+        ) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedResponseError(
             f"expected a JSON body but got: {excerpt(body) or '(empty body)'}",
             status=status,

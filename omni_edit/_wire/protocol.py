@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import cattrs
@@ -87,13 +88,26 @@ def create_request(
 
 
 def task_request(task_id: str) -> ApiRequest:
-    """The query call for an already validated task id."""
-    return ApiRequest("GET", TASK_PATH_PREFIX + task_id)
+    """The query call for an already validated task id, percent-encoded into one path
+    segment (``:`` becomes ``%3A``): whatever the id, the path stays the task's."""
+    return ApiRequest("GET", TASK_PATH_PREFIX + quote(task_id, safe=""))
 
 
-def parse_task_response(status: int, body: bytes) -> Task:
-    """A 2xx answer's task object, or ``MalformedResponseError``."""
-    return structure_task(decode_json(body, status=status), status=status)
+def parse_task_response(status: int, body: bytes, *, task_id: str | None = None) -> Task:
+    """A 2xx answer's task object, or ``MalformedResponseError``.
+
+    ``task_id`` is the id that was asked for: an answer about another task is malformed,
+    since delivering it would end another task's waits with results nobody asked for.
+    """
+    task = structure_task(decode_json(body, status=status), status=status)
+    if task_id is not None and task.id != task_id:
+        raise MalformedResponseError(
+            f"asked for task {task_id} and the API answered with task {task.id}",
+            field="id",
+            status=status,
+            excerpt=excerpt(body),
+        )
+    return task
 
 
 # --- Errors ------------------------------------------------------------------------------

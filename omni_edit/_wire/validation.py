@@ -21,13 +21,14 @@ from .._constants import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_MIN_LENGTH,
     MAX_CALLBACK_URL_LENGTH,
-    TASK_ID_PREFIX,
+    TASK_ID_PATTERN,
 )
 from .._exceptions import ValidationError
 
 __all__ = [
     "is_internal_host",
     "is_loopback_host",
+    "is_task_id",
     "validate_base_url",
     "validate_callback_url",
     "validate_idempotency_key",
@@ -56,7 +57,10 @@ _BLOCKED_V6 = tuple(
 )
 # IPv4 addresses wrapped in IPv6: unwrapped, then checked against the IPv4 ranges.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_TASK_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
+_TASK_ID_RE = re.compile(TASK_ID_PATTERN)
+# A lone surrogate (half of a UTF-16 pair) has no UTF-8 form: the API could not read it,
+# and the journal could not store it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SPACE = re.compile(r"\s")
 _IDEMPOTENCY_KEY_RE = re.compile(
     rf"[A-Za-z0-9._-]{{{IDEMPOTENCY_KEY_MIN_LENGTH},{IDEMPOTENCY_KEY_MAX_LENGTH}}}"
@@ -64,7 +68,9 @@ _IDEMPOTENCY_KEY_RE = re.compile(
 # The everyday clip URL (http(s), a plain ASCII host, maybe a port, then no whitespace):
 # a shape ``_split`` always accepts, checked in one match instead of an uncached urlsplit
 # and two property parses, on every input of a batch. Anything else takes ``_split``.
-_PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#]\S*)?")
+_PLAIN_HTTP_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#][^\s\ud800-\udfff]*)?"
+)
 
 
 def _parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -142,6 +148,16 @@ def _split(url: object, field: str, what: str) -> tuple[str, SplitResult, str]:
     return url, parts, host
 
 
+def _check_text(text: str, field: str) -> str:
+    if _SURROGATE.search(text):
+        raise ValidationError(
+            f"{field} holds a lone surrogate (an unpaired UTF-16 half, such as '\\ud800')"
+            " that has no UTF-8 form: fix the text's encoding",
+            field=field,
+        )
+    return text
+
+
 def validate_video_url(url: object) -> str:
     """The clip's URL: http(s), with a host. Returns it unchanged."""
     if type(url) is str and (plain := _PLAIN_HTTP_URL.fullmatch(url)) is not None:
@@ -155,7 +171,7 @@ def validate_video_url(url: object) -> str:
             " upload the mp4 somewhere the API can fetch it",
             field="video_url",
         )
-    return url
+    return _check_text(url, "video_url")
 
 
 def validate_prompt(prompt: object) -> str:
@@ -170,7 +186,7 @@ def validate_prompt(prompt: object) -> str:
             " lighting warmer and keep everything else unchanged'",
             field="prompt",
         )
-    return prompt
+    return _check_text(prompt, "prompt")
 
 
 def validate_callback_url(url: object, *, allow_loopback_http: bool = False) -> str:
@@ -180,6 +196,7 @@ def validate_callback_url(url: object, *, allow_loopback_http: bool = False) -> 
     and its tests only; the real API refuses such URLs.
     """
     url, parts, host = _split(url, "callback_url", "callback_url")
+    _check_text(url, "callback_url")
     if len(url) > MAX_CALLBACK_URL_LENGTH:
         raise ValidationError(
             f"callback_url is {len(url)} characters long; the API accepts at most"
@@ -218,15 +235,23 @@ def validate_base_url(url: object) -> str:
     return url.rstrip("/")
 
 
+def is_task_id(value: str) -> bool:
+    """Whether ``value`` is a task id the SDK accepts: 1 to 128 characters of
+    ``[A-Za-z0-9._:-]``, and not ``.`` or ``..``, so that it is one safe segment in a URL
+    path and a safe file name (docs/api.md#read-a-task)."""
+    return _TASK_ID_RE.fullmatch(value) is not None and value not in (".", "..")
+
+
 def validate_task_id(task_id: object) -> str:
-    """A task id as the API issues them (``task-unified-...``), safe to put in a path."""
+    """A task id as the server may issue it (see ``is_task_id``). Returns it unchanged."""
     if not isinstance(task_id, str):
         raise ValidationError(
             f"task id must be a string, not {type(task_id).__name__}", field="task_id"
         )
-    if not task_id.startswith(TASK_ID_PREFIX) or not _TASK_ID_RE.fullmatch(task_id):
+    if not is_task_id(task_id):
         raise ValidationError(
-            f"{task_id!r} is not a task id: ids look like '{TASK_ID_PREFIX}1757169743-7cvnl5zw'",
+            f"{task_id[:140]!r} is not a task id: ids are 1 to 128 letters, digits, '.',"
+            " '_', ':' and '-', such as 'task-unified-1757169743-7cvnl5zw'",
             field="task_id",
         )
     return task_id

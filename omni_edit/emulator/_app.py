@@ -27,9 +27,9 @@ from .._constants import (
     IDEMPOTENCY_KEY_MIN_LENGTH,
     IDEMPOTENCY_REPLAYED_HEADER,
     PAID_OUTCOME_UNKNOWN_CODE,
-    TASK_ID_PREFIX,
     TASK_PATH_PREFIX,
 )
+from .._wire.validation import is_task_id
 from ._callbacks import CallbackSender
 from ._errors import error_response
 from ._faults import PROCESSING_KINDS, Fault, FaultQueue, drop_connection
@@ -292,11 +292,11 @@ class Api:
     async def _get(self, request: web.Request) -> web.StreamResponse:
         owner = request[_OWNER]
         task_id = request.match_info["task_id"]
-        if not task_id.startswith(TASK_ID_PREFIX):
+        if not is_task_id(task_id):
             raise Rejection(
                 400,
                 "invalid_task_id",
-                f"Task ids start with {TASK_ID_PREFIX!r}.",
+                "Task ids are 1 to 128 characters of letters, digits, '.', '_', ':' and '-'.",
                 param="task_id",
             )
         task = self._store.tasks.get(task_id)
