@@ -77,7 +77,9 @@ class CallbackReceiver:
         try:
             data: Any = decode_json(body)
             task_id = structure_task(data).id
-        except MalformedResponseError:
+        except MalformedResponseError as exc:
+            # Debug only: anyone can post anything here, and a log is no place for a flood.
+            logger.debug("callback refused (400): %s", printable(str(exc)))
             return web.json_response({"error": "expected a task object as JSON"}, status=400)
         pending = self._latest.get(task_id)
         if pending is not None:

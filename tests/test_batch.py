@@ -597,3 +597,14 @@ async def test_of_two_workers_failing_at_once_the_first_error_is_raised() -> Non
         error = _batch._unwrap(exc)
     assert isinstance(error, ValueError)
     assert str(error) == "first"
+
+
+async def test_a_lone_surrogate_fails_its_input_only_even_with_a_journal(
+    client: oe.Client, emu: Emulator, tmp_path: Path
+) -> None:
+    inputs = [*_inputs(2), ("https://media.example.com/x.mp4", "bad \ud800 text")]
+    outcomes = {o.index: o async for o in client.edit_many(inputs, journal=tmp_path / "j")}
+    assert outcomes[0].ok
+    assert outcomes[1].ok
+    assert isinstance(outcomes[2].error, oe.ValidationError)
+    assert len(emu.tasks) == 2

@@ -220,7 +220,8 @@ async def test_a_newline_in_a_callback_id_is_logged_escaped(
     body = {"id": "task-unified-1-x\nCRITICAL forged record", "status": "completed"}
     with caplog.at_level(logging.DEBUG, logger="omni_edit"):
         async with aiohttp.ClientSession() as s, s.post(hook_url, json=body) as r:
-            assert r.status == 200
+            # A newline is not in a task id: refused as malformed, and logged escaped.
+            assert r.status == 400
         await anyio.sleep(0.05)
     logged = [record.getMessage() for record in caplog.records]
     assert any("forged record" in message for message in logged)
