@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["bench_polling.py", "bench_probe.py", "bench_batch.py"]
+BENCHMARKS = ["bench_polling.py", "bench_probe.py", "bench_batch.py", "bench_journal.py"]
 
 
 def main() -> int:
