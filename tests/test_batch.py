@@ -608,3 +608,26 @@ async def test_a_lone_surrogate_fails_its_input_only_even_with_a_journal(
     assert outcomes[1].ok
     assert isinstance(outcomes[2].error, oe.ValidationError)
     assert len(emu.tasks) == 2
+
+
+async def test_a_cancelled_batch_waits_for_a_create_in_flight_only_so_long(
+    make_client: ClientFactory,
+    emu: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_batch, "CANCEL_GRACE_SECONDS", 0.3)
+    monkeypatch.setattr(retry, "BACKOFF_BASE_SECONDS", 0.01)
+    client = await make_client(emu, KEY, poll=FAST, timeout=0.3)
+    journal = tmp_path / "run.sqlite"
+    emu.inject(Fault.delay(30), method="POST", times=100)  # no create is ever answered
+    started = anyio.current_time()
+    with anyio.move_on_after(0.2):
+        async with contextlib.aclosing(client.edit_many(_inputs(1), journal=journal)) as it:
+            async for _ in it:
+                pass
+    # The create kept being sent (replayed with its key) until the grace ran out.
+    assert anyio.current_time() - started < 0.2 + 0.3 + 0.3 + 1.0
+    [(state, key)] = _rows(journal, "state, idempotency_key")
+    assert state == "submitting"  # a rerun replays this key: nothing billed twice
+    assert key

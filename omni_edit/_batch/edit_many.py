@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from .._constants import JOURNAL_BUSY_POLL_SECONDS, JOURNAL_DEFERRED_MAX
@@ -88,6 +89,10 @@ _SUBMIT_RETRIES = 8
 # Resubmitting a task that failed "later"-retryably (docs/api.md#task-error-codes): give
 # the service time.
 TASK_RETRY_BASE = 5.0
+# How long, beyond one request's timeout, a cancelled batch waits for a create already
+# sent to be answered and recorded, before it gives up on it (the input then stays
+# "submitting" with its key, which a rerun replays).
+CANCEL_GRACE_SECONDS = 5.0
 
 
 @attrs.frozen
@@ -133,7 +138,7 @@ class _ClaimedFeed:
     def __init__(self, size: int) -> None:
         self._items: collections.deque[_Claiming] = collections.deque()
         self._size = size
-        self._low = size * 3 // 4
+        self._low = size - 8
         self._ended = False
         self._room = asyncio.Event()
         self._ready = asyncio.Event()
@@ -179,6 +184,10 @@ class _Batch:
         # Without a journal, identical inputs are told apart here, and only when their
         # results are saved (a name per take): the journal counts them on disk instead.
         self._saves = options.download_dir is not None or options.destination is not None
+        # Journaled creates in flight, each shielded from cancellation (``_create``).
+        self._creating: set[anyio.CancelScope] = set()
+        self._workers_left = options.concurrency
+        self._workers_done = anyio.Event()
         self._occurrences: dict[str, int] = {}
 
     async def run(
@@ -205,6 +214,8 @@ class _Batch:
                             if self.journal is not None:
                                 source = _ClaimedFeed(2 * self.options.concurrency)
                                 workers.start_soon(self._claim_ahead, self.journal, feed, source)
+                            if self.journal is not None:
+                                workers.start_soon(self._bound_creates)
                             for _ in range(self.options.concurrency):
                                 workers.start_soon(self._work, source, send)
                         group.cancel_scope.cancel()
@@ -241,6 +252,16 @@ class _Batch:
         """One worker: the next input, its outcome handed over, then the next. Inputs
         another worker holds are set aside and settled once the reading is done (or,
         past ``JOURNAL_DEFERRED_MAX`` of them, before reading on)."""
+        try:
+            await self._work_on(source, send)
+        finally:
+            self._workers_left -= 1
+            if self._workers_left == 0:
+                self._workers_done.set()
+
+    async def _work_on(
+        self, source: InputFeed | _ClaimedFeed, send: asyncio.Queue[EditOutcome | None]
+    ) -> None:
         while (item := await source.take()) is not None:
             if isinstance(item, _Claiming):
                 index, raw = item.index, item.raw
@@ -611,24 +632,36 @@ class _Batch:
                 callback_url=request.callback_url,
                 idempotency_key=key,
             )
-        # The journaled create runs as a task of its own, out of reach of cancellation
-        # (asyncio's or anyio's): a cancel mid-POST would leave the outcome unknown and
-        # the input uncertain. A cancelled worker waits, about one request's time at
-        # most, for the answer to be recorded, then goes.
-        create = asyncio.get_running_loop().create_task(
-            self._create_journaled(self.journal, item, attempts, key, recorded)
+        # The journaled create runs shielded from cancellation: a cancel mid-POST would
+        # leave the outcome unknown and the input uncertain. A cancelled batch gives it
+        # about one request's time (``_bound_creates``) to get its answer recorded. A
+        # shielded scope, not a task of its own: a task per create, alive for the whole
+        # request, kept the garbage collector busy enough to cost a tenth of a batch's
+        # time (``benchmarks/bench_journal.py``).
+        with anyio.CancelScope(shield=True) as scope:
+            self._creating.add(scope)
+            try:
+                return await self._create_journaled(self.journal, item, attempts, key, recorded)
+            finally:
+                self._creating.discard(scope)
+        # Reached only when the deadline a cancelled batch set ended the create: the
+        # batch's own cancellation is delivered at this checkpoint.
+        await anyio.lowlevel.checkpoint()
+        raise SubmissionUncertainError(
+            "the batch was cancelled while this input's create request was unanswered",
+            idempotency_key=key,
         )
+
+    async def _bound_creates(self) -> None:
+        """Runs beside the workers and ends with them. Cancelled with them (the batch
+        was closed or cancelled), it gives each shielded create still in flight one
+        request's time, plus 5 s, to get its answer recorded."""
         try:
-            return await asyncio.shield(create)
-        except asyncio.CancelledError:
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                with anyio.move_on_after(self.client.timeout + 5):
-                    await create
-            if not create.done():
-                create.cancel()
-                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
-                    await create
-            raise
+            await self._workers_done.wait()
+        finally:
+            deadline = anyio.current_time() + self.client.timeout + CANCEL_GRACE_SECONDS
+            for scope in self._creating:
+                scope.deadline = min(scope.deadline, deadline)
 
     async def _create_journaled(
         self,
