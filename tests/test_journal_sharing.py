@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 import omni_edit as oe
+from omni_edit._batch.inputs import OccurrenceCounter
 from omni_edit._batch.journal import ClaimKind, Identity, JournalState, derive_key, fingerprint
 from omni_edit._batch.sqlite_journal import SqliteJournal
 
@@ -31,14 +32,14 @@ async def test_a_claim_is_held_by_one_journal_until_its_lease_lapses(tmp_path: P
     first = await SqliteJournal.open(path, lease_seconds=0.3)
     second = await SqliteJournal.open(path, lease_seconds=0.3)
     try:
-        mine = await first.claim(DIGEST, REQUEST, submit=True)
+        mine = await first.claim(Identity(DIGEST, 0), REQUEST, submit=True)
         assert mine.kind is ClaimKind.CLAIMED
         assert mine.fresh
         assert mine.entry.state is JournalState.SUBMITTING
         key = mine.entry.idempotency_key
         assert key == first.key_for(Identity(DIGEST, 0), 1)
 
-        theirs = await second.claim(DIGEST, REQUEST, submit=True)
+        theirs = await second.claim(Identity(DIGEST, 0), REQUEST, submit=True)
         assert theirs.kind is ClaimKind.BUSY  # the same input: occurrence 0 in its stream too
         assert 0 < theirs.lease_left <= 0.3
 
@@ -64,8 +65,10 @@ async def test_closing_gives_up_the_leases_at_once(tmp_path: Path) -> None:
     first = await SqliteJournal.open(path, lease_seconds=60)
     second = await SqliteJournal.open(path, lease_seconds=60)
     try:
-        await first.claim(DIGEST, REQUEST, submit=False)
-        assert (await second.claim(DIGEST, REQUEST, submit=False)).kind is ClaimKind.BUSY
+        await first.claim(Identity(DIGEST, 0), REQUEST, submit=False)
+        assert (
+            await second.claim(Identity(DIGEST, 0), REQUEST, submit=False)
+        ).kind is ClaimKind.BUSY
         await first.close()
         claim = await second.reclaim(Identity(DIGEST, 0))
         assert claim.kind is ClaimKind.CLAIMED
@@ -74,17 +77,16 @@ async def test_closing_gives_up_the_leases_at_once(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_identical_inputs_are_counted_in_the_order_they_were_claimed(
-    tmp_path: Path,
-) -> None:
-    journal = await SqliteJournal.open(tmp_path / "run.sqlite")
-    try:
-        # Queued in this order, awaited in another: the order of the calls decides.
-        pending = [journal.claim(DIGEST, REQUEST, submit=False) for _ in range(3)]
-        claims = [await p for p in reversed(pending)]
-        assert [c.entry.identity.occurrence for c in reversed(claims)] == [0, 1, 2]
-    finally:
-        await journal.close()
+def test_identical_inputs_are_counted_in_reading_order() -> None:
+    counter = OccurrenceCounter()
+    other = fingerprint("https://media.example.com/b.mp4", "warmer", None)
+    assert [counter.next(d) for d in (DIGEST, other, DIGEST, DIGEST, other)] == [0, 0, 1, 2, 1]
+    # Past its first table (1,024 slots, grown at half full), nothing is forgotten.
+    digests = [fingerprint(f"https://m.example/{i}.mp4", "p", None) for i in range(5000)]
+    assert [counter.next(d) for d in digests] == [0] * 5000
+    assert [counter.next(d) for d in digests[::500]] == [1] * 10
+    assert counter.next("0" * 32) == 0
+    assert counter.next("0" * 32) == 1
 
 
 def test_keys_derive_from_identity_attempt_and_salt() -> None:

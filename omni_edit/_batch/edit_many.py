@@ -65,7 +65,13 @@ from .._models import (
     Usage,
 )
 from .._wire.protocol import new_idempotency_key
-from .inputs import InputFeed, check_destination, coerce_request, output_name
+from .inputs import (
+    InputFeed,
+    OccurrenceCounter,
+    check_destination,
+    coerce_request,
+    output_name,
+)
 from .journal import (
     Claim,
     ClaimKind,
@@ -181,14 +187,14 @@ class _Batch:
         self._unrecorded: set[str] = set()
         # Inputs another worker holds, to be looked at again (journal only).
         self._deferred: collections.deque[_Input] = collections.deque()
-        # Without a journal, identical inputs are told apart here, and only when their
-        # results are saved (a name per take): the journal counts them on disk instead.
+        # Identical inputs are told apart (which take each is) with a journal, and
+        # without one when their results are saved (a name per take).
         self._saves = options.download_dir is not None or options.destination is not None
         # Journaled creates in flight, each shielded from cancellation (``_create``).
         self._creating: set[anyio.CancelScope] = set()
         self._workers_left = options.concurrency
         self._workers_done = anyio.Event()
-        self._occurrences: dict[str, int] = {}
+        self._occurrences = OccurrenceCounter()
 
     async def run(
         self,
@@ -300,8 +306,11 @@ class _Batch:
                 await claimed.put(_Claiming(index, raw, prepared))
                 continue
             request, digest = prepared
+            # Counted here, in reading order: the 2nd of identical inputs is the 2nd take
+            # whichever worker gets to it first.
+            identity = Identity(digest, self._occurrences.next(digest))
             pending = journal.claim(
-                digest,
+                identity,
                 (request.video_url, request.prompt, request.callback_url),
                 # Claimed as "submitting", with its first key, when the create may follow
                 # at once: a rerun replays that key whether or not it was ever sent,
@@ -364,8 +373,7 @@ class _Batch:
         request, digest = prepared
         occurrence = 0
         if self._saves:
-            occurrence = self._occurrences.get(digest, -1) + 1
-            self._occurrences[digest] = occurrence
+            occurrence = self._occurrences.next(digest)
         return await self._run_input(_Input(index, request, Identity(digest, occurrence)), None)
 
     async def _edit_claimed(self, item: _Claiming) -> EditOutcome | None:

@@ -125,15 +125,14 @@ class JournalStore(Protocol):
 
     def claim(
         self,
-        digest: str,
+        identity: Identity,
         request: tuple[str, str, str | None],
         *,
         submit: bool,
     ) -> Awaitable[Claim]:
-        """Count the next occurrence of ``digest`` in this run's stream and claim that
-        input. A new input is recorded with ``request`` (clip, prompt, callback URL):
-        ``submitting`` with its first key when ``submit`` (the caller sends at once),
-        else ``pending``. Counted in the order of the calls, not of the awaits."""
+        """Claim the input. A new one is recorded with ``request`` (clip, prompt,
+        callback URL): ``submitting`` with its first key when ``submit`` (the caller
+        sends at once), else ``pending``. Queued when called, not at the first await."""
         ...
 
     async def reclaim(self, identity: Identity) -> Claim:

@@ -198,9 +198,6 @@ def _prepare(conn: sqlite3.Connection) -> dict[str, str]:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS occurrences (digest TEXT PRIMARY KEY, n INTEGER NOT NULL)"
-    )
     # From here on a busy lock is never waited for inside SQLite: the first try is
     # made on the event loop, which must not block (``SqliteJournal._begin``).
     conn.execute("PRAGMA busy_timeout=0")
@@ -479,13 +476,10 @@ class SqliteJournal:
         return Claim(ClaimKind.CLAIMED, entry)
 
     def claim(
-        self, digest: str, request: tuple[str, str, str | None], *, submit: bool
+        self, identity: Identity, request: tuple[str, str, str | None], *, submit: bool
     ) -> Awaitable[Claim]:
-        """Queued at once (not at the first ``await``): occurrences are counted in the
-        order of the calls, which is the order the inputs were read in."""
-
         # Durable when it may record "submitting": the create follows at once.
-        return self._queue((_claim_next, (digest, request, submit)), durable=submit)
+        return self._queue((_claim_new, (identity, request, submit)), durable=submit)
 
     async def reclaim(self, identity: Identity) -> Claim:
         return await self._do(  # type: ignore[no-any-return]
@@ -611,21 +605,15 @@ class SqliteJournal:
         self._executor.shutdown(wait=False)
 
 
-def _claim_next(
+def _claim_new(
     journal: SqliteJournal,
     conn: sqlite3.Connection,
     now: float,
-    digest: str,
+    identity: Identity,
     request: tuple[str, str, str | None],
     submit: bool,
 ) -> Claim:
-    """The claim op: count the digest's next occurrence, then take that input."""
-    (n,) = conn.execute(
-        "INSERT INTO occurrences VALUES (?, 0) ON CONFLICT (digest)"
-        " DO UPDATE SET n = n + 1 RETURNING n",
-        (digest,),
-    ).fetchone()
-    identity = Identity(digest, n)
+    """The claim op for an input read from the stream (it may be new to the journal)."""
     new: tuple[str, int, str | None]
     if submit:
         new = (JournalState.SUBMITTING.value, 1, journal.key_for(identity, 1))
