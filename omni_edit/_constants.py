@@ -112,3 +112,12 @@ JOURNAL_LEASE_SECONDS: Final = 30.0
 JOURNAL_DEFERRED_MAX: Final = 1000
 # How often a worker looks again at an input another worker holds.
 JOURNAL_BUSY_POLL_SECONDS: Final = 0.5
+
+# --- Result files (docs/reliability.md#downloads) ---------------------------------------
+# The longest name of one folder or file that common file systems take (ext4, APFS,
+# NTFS, in bytes or units).
+FILE_NAME_MAX_BYTES: Final = 255
+# A download writes a temporary file beside its destination, named after it with a few
+# more characters: a result's own name keeps this much room, or it would be billed and
+# then fail to save.
+TEMP_NAME_ROOM_BYTES: Final = 32

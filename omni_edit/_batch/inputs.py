@@ -22,6 +22,7 @@ from collections.abc import (
 from os import PathLike
 from pathlib import Path
 
+from .._constants import FILE_NAME_MAX_BYTES, TEMP_NAME_ROOM_BYTES
 from .._exceptions import ValidationError
 from .._models import EditInput, EditRequest
 from .journal import fingerprint
@@ -35,13 +36,8 @@ __all__ = [
     "output_name",
 ]
 
-# Most file systems' limit on one name (ext4, APFS, NTFS in UTF-16 units), and Linux's
-# on a path passed to a system call.
-_NAME_MAX_BYTES = 255
+# Linux's limit on a path passed to a system call.
 _PATH_MAX_BYTES = 4095
-# The download writes ``.<name>.part`` beside the result first (docs/reliability.md#
-# downloads): the result's own name leaves room for it.
-_PART_ROOM = 16
 
 
 def coerce_request(raw: object) -> EditRequest:
@@ -122,11 +118,11 @@ def check_destination(path: str | PathLike[str]) -> Path:
         )
     parts = encoded.split(b"/")
     for i, part in enumerate(parts):
-        limit = _NAME_MAX_BYTES - (_PART_ROOM if i == len(parts) - 1 else 0)
+        limit = FILE_NAME_MAX_BYTES - (TEMP_NAME_ROOM_BYTES if i == len(parts) - 1 else 0)
         if len(part) > limit:
             raise ValidationError(
                 f"the result path {shown} has a name of {len(part)} bytes; the limit"
-                f" is {limit} (file systems take {_NAME_MAX_BYTES}, and the download's"
+                f" is {limit} (file systems take {FILE_NAME_MAX_BYTES}, and the download's"
                 " temporary file needs the rest)",
                 field="destination",
             )

@@ -24,6 +24,7 @@ from typing import TextIO
 
 import attrs
 
+from .._constants import FILE_NAME_MAX_BYTES, TEMP_NAME_ROOM_BYTES
 from .._exceptions import ValidationError
 from .._wire.validation import validate_callback_url, validate_prompt, validate_video_url
 from .errors import UsageError
@@ -33,14 +34,8 @@ __all__ = ["KEYS", "Manifest", "Row", "is_inside"]
 REQUIRED = ("video_url", "prompt")
 KEYS = (*REQUIRED, "callback_url", "output")
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
-# The longest name of one folder or file that common file systems take (ext4, APFS,
-# NTFS, in bytes or units), and the longest path when the system does not say.
-_NAME_MAX = 255
+# The longest path when the system does not say.
 _PATH_MAX_FALLBACK = 1024
-# A download writes a temporary file beside its destination, named after it with a few
-# more characters (see docs/reliability.md#downloads): a name at the limit would be
-# billed, then fail to save. Room is kept for them.
-_TEMP_NAME_ROOM = 32
 
 
 @attrs.frozen
@@ -232,7 +227,7 @@ class Manifest:
         if not relative.parts:
             raise ValueError("names no file")
         for part in relative.parts:
-            room = _NAME_MAX - (_TEMP_NAME_ROOM if part == relative.name else 0)
+            room = FILE_NAME_MAX_BYTES - (TEMP_NAME_ROOM_BYTES if part == relative.name else 0)
             if len(os.fsencode(part)) > room:
                 raise ValueError(f"has a name longer than {room} bytes")
         try:
@@ -242,7 +237,7 @@ class Manifest:
             path = (base / relative).resolve()
             if not path.is_relative_to(base):
                 raise ValueError("leads out of the output folder (--out-dir) through a link")
-            if len(os.fsencode(path)) + _TEMP_NAME_ROOM > _path_max(base):
+            if len(os.fsencode(path)) + TEMP_NAME_ROOM_BYTES > _path_max(base):
                 raise ValueError("makes a path longer than the file system takes")
             if path.is_dir():
                 raise ValueError("is a folder")
