@@ -157,3 +157,32 @@ async def test_many_workers_opening_a_new_journal_at_once_all_get_it(tmp_path: P
         path.unlink()
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+async def test_a_damaged_row_fails_its_input_alone(
+    make_emulator: EmulatorFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    emu = await make_emulator(processing_time=(0.01, 0.05), estimated_time=0.02)
+    client = await make_client(emu, KEY, poll=FAST)
+    journal = tmp_path / "run.sqlite"
+    inputs = [(f"https://media.example.com/c{i}.mp4", f"prompt {i}") for i in range(4)]
+    assert all(o.ok for o in [o async for o in client.edit_many(inputs, journal=journal)])
+    # What a crafted or damaged file may hold: SQLite keeps any type in any column.
+    damage = {
+        "prompt 0": ("state", "bogus"),
+        "prompt 1": ("attempts", "many"),
+        "prompt 2": ("task_id", b"\x00\x01"),  # a TEXT column keeps a blob as it is
+    }
+    with sqlite3.connect(journal) as conn:
+        for prompt, (column, value) in damage.items():
+            conn.execute(f"UPDATE items SET {column} = ? WHERE prompt = ?", (value, prompt))
+        conn.execute("INSERT INTO workers VALUES ('someone', 'not a number')")
+    outcomes = {
+        o.request.prompt: o async for o in client.edit_many(inputs, journal=journal) if o.request
+    }
+    for prompt in damage:
+        assert isinstance(outcomes[prompt].error, oe.ValidationError)
+        assert "damaged" in str(outcomes[prompt].error)
+    assert outcomes["prompt 3"].ok
+    assert outcomes["prompt 3"].resumed
+    assert len(emu.tasks) == 4  # nothing submitted again

@@ -388,6 +388,8 @@ class _Batch:
         except JournalError as exc:
             self._journal_broken(exc, item.index, None)
             return EditOutcome(index=item.index, request=request, error=exc)
+        except ValidationError as exc:  # its row is damaged: this input alone fails
+            return EditOutcome(index=item.index, request=request, error=exc)
         return await self._claimed(_Input(item.index, request, claim.entry.identity), claim)
 
     async def _claimed(self, item: _Input, claim: Claim) -> EditOutcome | None:
@@ -407,6 +409,8 @@ class _Batch:
                 claim = await self.journal.reclaim(item.identity)
             except JournalError as exc:
                 self._journal_broken(exc, item.index, None)
+                return self._outcome(item, error=exc)
+            except ValidationError as exc:  # its row is damaged: this input alone fails
                 return self._outcome(item, error=exc)
             if claim.kind is ClaimKind.BUSY:
                 await anyio.sleep(min(JOURNAL_BUSY_POLL_SECONDS, claim.lease_left + 0.01))

@@ -107,9 +107,27 @@ _LOCK_TIMEOUT = 15.0
 
 
 def _entry(row: Any) -> JournalEntry:
+    """A row as an entry. SQLite keeps whatever a file holds, of any type: a row that
+    is not what this module writes (a damaged or crafted file) is a ``ValidationError``
+    for its input alone, never a ``TypeError`` in the middle of a batch."""
+    texts = (row[3], row[5], row[6], row[7], row[8], row[11])
+    try:
+        if not all(value is None or isinstance(value, str) for value in texts):
+            raise ValueError("a text column holds another type")
+        if type(row[4]) is not int or row[4] < 0 or type(row[9]) is not int:
+            raise ValueError("a count holds another type")
+        if row[10] is not None and (type(row[10]) not in (int, float) or row[10] != row[10]):
+            raise ValueError("credits hold another type")
+        state = JournalState(row[2])
+    except ValueError as exc:
+        raise ValidationError(
+            f"the journal's row for this input is damaged ({exc}; state {str(row[2])[:20]!r}):"
+            " it was not written by omni_edit. Remove the row, or use a new journal file",
+            field="journal",
+        ) from None
     return JournalEntry(
         identity=Identity(row[0], row[1]),
-        state=JournalState(row[2]),
+        state=state,
         task_id=row[3],
         attempts=row[4],
         result_url=row[5],
@@ -467,8 +485,10 @@ class SqliteJournal:
             lease = conn.execute(
                 "SELECT lease_until FROM workers WHERE owner = ?", (holder,)
             ).fetchone()
-            if lease is not None and lease[0] > now:
-                return Claim(ClaimKind.BUSY, entry, lease_left=lease[0] - now)
+            # A lease that is not a number (a damaged file) has lapsed.
+            until = lease[0] if lease is not None else None
+            if isinstance(until, (int, float)) and until > now:
+                return Claim(ClaimKind.BUSY, entry, lease_left=until - now)
         conn.execute(
             "UPDATE items SET owner = ? WHERE digest = ? AND occurrence = ?",
             (self.owner, identity.digest, identity.occurrence),
