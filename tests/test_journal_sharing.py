@@ -186,3 +186,26 @@ async def test_a_damaged_row_fails_its_input_alone(
     assert outcomes["prompt 3"].ok
     assert outcomes["prompt 3"].resumed
     assert len(emu.tasks) == 4  # nothing submitted again
+
+
+@pytest.mark.parametrize("salt", [b"\x00" * 32, "zz", "00"])
+async def test_a_journal_with_a_damaged_salt_is_refused(tmp_path: Path, salt: object) -> None:
+    path = tmp_path / "run.sqlite"
+    await (await SqliteJournal.open(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'salt'", (salt,))
+    with pytest.raises(oe.ValidationError, match="salt"):
+        await SqliteJournal.open(path)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "1e9"])
+def test_a_lease_setting_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from omni_edit._config import journal_lease_seconds
+
+    monkeypatch.setenv("OMNI_EDIT_JOURNAL_LEASE_SECONDS", value)
+    with pytest.raises(oe.ValidationError, match="OMNI_EDIT_JOURNAL_LEASE_SECONDS"):
+        journal_lease_seconds()
+    monkeypatch.setenv("OMNI_EDIT_JOURNAL_LEASE_SECONDS", "2.5")
+    assert journal_lease_seconds() == 2.5

@@ -184,7 +184,9 @@ def _connect(path: str) -> tuple[sqlite3.Connection, bytes]:
         )
     try:
         salt = bytes.fromhex(found["salt"])
-    except (KeyError, ValueError):
+        if len(salt) < 16:
+            raise ValueError("too short")
+    except (KeyError, ValueError, TypeError):
         conn.close()
         raise ValidationError(
             f"the journal {path} is damaged (its salt is unreadable): start afresh with a"
