@@ -209,3 +209,59 @@ def test_a_lease_setting_out_of_range_is_refused(
         journal_lease_seconds()
     monkeypatch.setenv("OMNI_EDIT_JOURNAL_LEASE_SECONDS", "2.5")
     assert journal_lease_seconds() == 2.5
+
+
+def _row(path: Path, identity: Identity) -> tuple[object, ...]:
+    with sqlite3.connect(path) as conn:
+        row = conn.execute(
+            "SELECT state, task_id, credits, result_url FROM items"
+            " WHERE digest = ? AND occurrence = ?",
+            (identity.digest, identity.occurrence),
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+async def test_a_submitted_record_nobody_waits_on_is_written_within_its_hold(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "run.sqlite"
+    journal = await SqliteJournal.open(path)
+    errors: list[oe.JournalError] = []
+    slow, quick, closing = (Identity(DIGEST, n) for n in range(3))
+    try:
+        for identity in (slow, quick, closing):
+            await journal.claim(identity, REQUEST, submit=True)
+        journal.submitted(slow, "task-slow", 5.0, on_error=errors.append)
+        journal.submitted(quick, "task-quick", 6.0, on_error=errors.append)
+        # A task that finishes within the hold: one write records both, credits kept.
+        journal.completed(quick, "task-quick", "https://files.example/q.mp4", None)
+        await journal.reclaim(closing)  # a group written after the completion
+        assert _row(path, quick) == ("completed", "task-quick", 6.0, "https://files.example/q.mp4")
+        with anyio.fail_after(5):  # the hold is a fraction of a second
+            while _row(path, slow)[0] != "submitted":
+                await anyio.sleep(0.02)
+        assert _row(path, slow) == ("submitted", "task-slow", 5.0, None)
+        journal.submitted(closing, "task-closing", 7.0, on_error=errors.append)
+    finally:
+        await journal.close()  # writes what it still holds
+    assert _row(path, closing) == ("submitted", "task-closing", 7.0, None)
+    assert errors == []
+
+
+async def test_a_held_submitted_record_goes_before_a_later_record_of_its_input(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "run.sqlite"
+    journal = await SqliteJournal.open(path)
+    identity = Identity(DIGEST, 0)
+    try:
+        await journal.claim(identity, REQUEST, submit=True)
+        journal.submitted(identity, "task-1", 5.0, on_error=lambda error: None)
+        await journal.failed(
+            identity, code="content_policy_violation", message="no", retryable=False
+        )
+        # The task id from the held record is kept; the failure comes after it.
+        assert _row(path, identity) == ("failed", "task-1", 5.0, None)
+    finally:
+        await journal.close()

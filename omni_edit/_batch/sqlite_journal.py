@@ -104,6 +104,11 @@ _NOTHING = _Nothing()
 # JournalError (docs/reliability.md#journal).
 _OPEN_LOCK_TIMEOUT = 15.0
 _LOCK_TIMEOUT = 15.0
+# How long a "submitted" record nobody waits on is held before it is queued: a task
+# that finishes within it is recorded by one write, not two. Held, it risks nothing
+# billed: the "submitting" row already holds the key, which a rerun after a crash
+# replays to get this very task (docs/reliability.md#journal).
+_SUBMITTED_HOLD = 0.2
 
 
 def _entry(row: Any) -> JournalEntry:
@@ -247,7 +252,12 @@ class SqliteJournal:
         self.lease_seconds = lease_seconds
         # Who holds a lease: this journal object, one per batch run.
         self.owner = secrets.token_hex(8)
+        self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[_Op, bool, _Target]] = []
+        # Held "submitted" records, oldest first: identity -> (task id, credits,
+        # on_error, when due).
+        self._held: dict[Identity, tuple[str, float | None, _OnError, float]] = {}
+        self._holding: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._full = True  # the connection's current synchronous level
         self._closed = False
@@ -297,7 +307,7 @@ class SqliteJournal:
         returned, or, for a write nobody waits on (``on_error`` given), only a failure
         is told, to ``on_error``: no future, no callback, at thousands of writes a
         second."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         target: asyncio.Future[Any] | _OnError
         if on_error is not None:
             target = on_error
@@ -500,10 +510,14 @@ class SqliteJournal:
     def claim(
         self, identity: Identity, request: tuple[str, str, str | None], *, submit: bool
     ) -> Awaitable[Claim]:
+        if self._held:
+            self._release(identity)
         # Durable when it may record "submitting": the create follows at once.
         return self._queue((_claim_new, (identity, request, submit)), durable=submit)
 
     async def reclaim(self, identity: Identity) -> Claim:
+        if self._held:
+            self._release(identity)
         return await self._do(  # type: ignore[no-any-return]
             lambda conn, now: self._take(conn, now, identity, None, None)
         )
@@ -516,6 +530,8 @@ class SqliteJournal:
         return (_update_row, (sql, params, identity))
 
     def submitting(self, identity: Identity, attempts: int, key: str) -> Awaitable[None]:
+        if self._held:
+            self._release(identity)
         return self._queue(
             self._update(
                 identity,
@@ -534,17 +550,47 @@ class SqliteJournal:
         *,
         on_error: _OnError | None = None,
     ) -> Awaitable[None]:
-        return self._queue(
-            self._update(
-                identity,
-                "state = ?, task_id = ?, credits = ?",
-                (JournalState.SUBMITTED.value, task_id, credits),
-            ),
-            durable=True,
-            on_error=on_error,
+        if on_error is not None:
+            # Nobody waits on it: held a moment, so that a task finishing at once is
+            # recorded by its "completed" write alone (``_SUBMITTED_HOLD``).
+            self._held.pop(identity, None)
+            self._held[identity] = (task_id, credits, on_error, time.monotonic() + _SUBMITTED_HOLD)
+            if self._holding is None:
+                self._holding = self._loop.call_later(_SUBMITTED_HOLD, self._release_due)
+            return _NOTHING
+        return self._queue(self._submitted_op(identity, task_id, credits), durable=True)
+
+    def _submitted_op(self, identity: Identity, task_id: str, credits: float | None) -> _Op:
+        return self._update(
+            identity,
+            "state = ?, task_id = ?, credits = ?",
+            (JournalState.SUBMITTED.value, task_id, credits),
         )
 
+    def _release(self, identity: Identity) -> None:
+        """Queue ``identity``'s held "submitted" record now, ahead of what follows it."""
+        held = self._held.pop(identity, None)
+        if held is not None:
+            task_id, credits, on_error, _ = held
+            self._queue(
+                self._submitted_op(identity, task_id, credits), durable=True, on_error=on_error
+            )
+
+    def _release_due(self) -> None:
+        """The timer: queue the held records that are due, and wait for the next."""
+        self._holding = None
+        now = time.monotonic()
+        for identity, (_, _, _, due) in list(self._held.items()):
+            if due > now:
+                self._holding = self._loop.call_at(
+                    self._loop.time() + (due - now), self._release_due
+                )
+                break
+            self._release(identity)
+
     def uncertain(self, identity: Identity, message: str) -> Awaitable[None]:
+        if self._held:
+            self._release(identity)
         return self._queue(
             self._update(
                 identity,
@@ -562,15 +608,21 @@ class SqliteJournal:
         *,
         on_error: _OnError | None = None,
     ) -> Awaitable[None]:
-        return self._queue(
-            self._update(
-                identity,
-                "state = ?, task_id = ?, result_url = ?, path = ?, error_code = NULL,"
-                " error_message = NULL, owner = NULL",
-                (JournalState.COMPLETED.value, task_id, result_url, path),
-            ),
-            on_error=on_error,
+        sets = (
+            "state = ?, task_id = ?, result_url = ?, path = ?, error_code = NULL,"
+            " error_message = NULL, owner = NULL"
         )
+        params: tuple[Any, ...] = (JournalState.COMPLETED.value, task_id, result_url, path)
+        held = self._held.pop(identity, None) if self._held else None
+        if held is not None:
+            # Its "submitted" record was still held: one write records both. Durable
+            # as that record would have been.
+            return self._queue(
+                self._update(identity, f"{sets}, credits = ?", (*params, held[1])),
+                durable=True,
+                on_error=on_error if on_error is not None else held[2],
+            )
+        return self._queue(self._update(identity, sets, params), on_error=on_error)
 
     def failed(
         self,
@@ -582,6 +634,8 @@ class SqliteJournal:
         task_id: str | None = None,
         release: bool = True,
     ) -> Awaitable[None]:
+        if self._held:
+            self._release(identity)
         owner = ", owner = NULL" if release else ""
         return self._queue(
             self._update(
@@ -612,6 +666,11 @@ class SqliteJournal:
         or a rerun takes those inputs over at once), close. Never raises."""
         if self._closed:
             return
+        if self._holding is not None:
+            self._holding.cancel()
+            self._holding = None
+        for identity in list(self._held):
+            self._release(identity)
         with contextlib.suppress(JournalError):
             await self._do(
                 lambda conn, now: conn.execute("DELETE FROM workers WHERE owner = ?", (self.owner,))
