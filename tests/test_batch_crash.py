@@ -17,6 +17,8 @@ from omni_edit.emulator import Emulator, Fault
 pytestmark = pytest.mark.anyio
 
 N = 40
+# The killed run's leases lapse in 1.5 s, not 30: its rerun takes its inputs over at once.
+CHILD_ENV = {**os.environ, "OMNI_EDIT_JOURNAL_LEASE_SECONDS": "1.5"}
 CHILD = """
 import asyncio, sys
 import omni_edit as oe
@@ -46,6 +48,7 @@ async def _run(emu: Emulator, journal: Path) -> dict[int, str]:
         result = await anyio.run_process(
             [sys.executable, "-c", CHILD, emu.base_url, str(journal)],
             check=True,
+            env=CHILD_ENV,
         )
         tg.cancel_scope.cancel()
     return _parse(result.stdout.decode())
@@ -63,6 +66,7 @@ async def test_a_killed_batch_resumes_without_creating_anything_twice(tmp_path: 
         async with await anyio.open_process(
             [sys.executable, "-c", CHILD, emu.base_url, str(journal)],
             stdout=-1,
+            env=CHILD_ENV,
         ) as proc:
             assert proc.stdout is not None
             seen = b""
@@ -133,6 +137,7 @@ async def test_a_full_disk_stops_the_batch_and_the_rerun_bills_nothing_twice(
         full = await anyio.run_process(
             [sys.executable, "-c", FULL_DISK_CHILD, emu.base_url, str(journal), "40000"],
             check=False,
+            env=CHILD_ENV,
         )
         errors = full.stderr.decode()
         assert full.returncode == 0, errors  # every input got an outcome; no crash
@@ -147,6 +152,7 @@ async def test_a_full_disk_stops_the_batch_and_the_rerun_bills_nothing_twice(
         rerun = await anyio.run_process(
             [sys.executable, "-c", FULL_DISK_CHILD, emu.base_url, str(journal), "0"],
             check=True,
+            env=CHILD_ENV,
         )
         second = _parse(rerun.stdout.decode())
     assert sorted(second) == list(range(30))
