@@ -18,13 +18,13 @@ import anyio
 
 from ._batch.edit_many import BatchOptions, run_edit_many
 from ._batch.inputs import check_destination_callable
+from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url
 from ._constants import (
     LIST_MAX_PAGES,
     LIST_MAX_TASKS,
     LIST_PAGE_SIZE_MAX,
     LIST_PAGE_SIZE_MIN,
 )
-from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url
 from ._exceptions import (
     DownloadError,
     EventLoopError,

@@ -56,17 +56,17 @@ from .convert import (
 __all__ = [
     "Attempt",
     "Verdict",
-    "credits_request",
-    "parse_balance_response",
-    "parse_task_page",
-    "request_id",
-    "task_list_request",
     "create_request",
+    "credits_request",
     "error_from_response",
     "judge",
     "new_idempotency_key",
+    "parse_balance_response",
     "parse_retry_after",
+    "parse_task_page",
     "parse_task_response",
+    "request_id",
+    "task_list_request",
     "task_request",
 ]
 
