@@ -46,7 +46,7 @@ async def run_balance(ctx: Context) -> int:
         limit = "no limit of its own"
     else:
         limit = f"{_credits(balance.key_remaining_credits)} credits remaining"
-    ctx.say(f"this key {limit}, {_credits(balance.key_used_credits)} used")
+    ctx.say(f"key      {limit}, {_credits(balance.key_used_credits)} used")
     ctx.say(f"available to this key: {_credits(balance.available)} credits")
     return EXIT_OK
 

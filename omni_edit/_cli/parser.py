@@ -309,6 +309,14 @@ def _add_emulator(commands: _Commands) -> None:
         "--concurrency-limit", type=int, metavar="N", help="unfinished tasks allowed per key"
     )
     emulator.add_argument(
+        "--credits",
+        type=float,
+        default=1e9,
+        metavar="X",
+        help="the account's starting balance; creates it cannot cover get HTTP 402"
+        " (default: a billion)",
+    )
+    emulator.add_argument(
         "--allow-http-callbacks",
         action="store_true",
         help="accept http:// and loopback callback URLs (the real API refuses them)",
