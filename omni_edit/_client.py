@@ -365,7 +365,7 @@ class Client:
         A task that moves to another page while the list is read (new tasks push older
         ones down) is yielded once. However the server answers, at most 1,000 pages and
         100,000 tasks are read, and the listing ends at a page that brings nothing new:
-        a server that repeats pages cannot keep it going (docs/api.md#list-tasks).
+        a server that repeats pages cannot keep it going (docs/api.md#task-list).
 
         Raises ``ValidationError`` (before anything is sent) for a ``page_size``
         outside 1-100 or an unknown ``status``; then as ``get`` does.

@@ -144,7 +144,7 @@ class APIError(OmniEditError):
     @property
     def limit(self) -> str | None:
         """Which limit a 402/403 refusal names, from its finer ``code``
-        (docs/api.md#account-refusals): ``"account_balance"``, ``"key_quota"``,
+        (docs/api.md#admission-codes): ``"account_balance"``, ``"key_quota"``,
         ``"key_daily_quota"`` (resets at midnight), ``"key_disabled"``,
         ``"key_expired"`` or ``"model_not_allowed"``; ``None`` for any other error."""
         if self.status in (402, 403) and isinstance(self.code, str):
