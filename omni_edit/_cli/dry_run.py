@@ -31,20 +31,18 @@ logger = logging.getLogger("omni_edit.cli")
 
 @attrs.define
 class Estimate:
-    """What probing a manifest found: each accepted input's seconds of video, each
-    refused input's reason, and how many rows were unusable."""
+    """What probing a manifest found: how many inputs were accepted and their seconds of
+    video in all (totals only, so a long manifest costs no memory per row), each refused
+    input's reason, and how many rows were unusable."""
 
-    seconds: dict[int, float] = attrs.Factory(dict)
+    accepted: int = 0
+    total_seconds: float = 0.0
     refused: dict[int, tuple[Row, str]] = attrs.Factory(dict)
     invalid: int = 0
 
     @property
-    def total_seconds(self) -> float:
-        return sum(self.seconds.values())
-
-    @property
     def inputs(self) -> int:
-        return len(self.seconds) + len(self.refused) + self.invalid
+        return self.accepted + len(self.refused) + self.invalid
 
     def tokens(self, extra_seconds: float = 0.0) -> tuple[int, int]:
         """Tokens in and out for the accepted inputs, and ``extra_seconds`` more."""
@@ -72,7 +70,8 @@ async def estimate(client: Client, manifest: Manifest, *, concurrency: int) -> E
                 logger.debug("probing input %d failed", row.index, exc_info=True)
             found.refused[row.index] = (row, str(exc) or type(exc).__name__)
         else:
-            found.seconds[row.index] = info.duration
+            found.accepted += 1
+            found.total_seconds += info.duration
         finally:
             slots.release()
 
@@ -116,7 +115,7 @@ async def dry_run(
             {
                 "event": "dry_run",
                 "inputs": found.inputs,
-                "accepted": len(found.seconds),
+                "accepted": found.accepted,
                 "refused": len(found.refused),
                 "invalid": found.invalid,
                 "input_seconds": round(total_seconds, 3),
@@ -129,9 +128,7 @@ async def dry_run(
         )
     else:
         ctx.say(f"Dry run of {plural(found.inputs, 'input')}: nothing was submitted.")
-        ctx.say(
-            f"  accepted   {len(found.seconds)}, with {total_seconds:.1f} s of input video in all"
-        )
+        ctx.say(f"  accepted   {found.accepted}, with {total_seconds:.1f} s of input video in all")
         if refused:
             ctx.say(f"  refused    {refused} (see the lines above)")
         ctx.say(
