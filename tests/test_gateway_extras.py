@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 import anyio
 import pytest
 from aiohttp import web
@@ -122,6 +123,26 @@ async def test_every_error_carries_the_answers_request_id(
             await client.get("task-unified-0-missing")
         assert failed.value.request_id == emu.stats.requests[-1].request_id
         assert failed.value.request_id is not None
+
+
+async def test_the_emulator_names_every_answer_and_checks_list_arguments(emu: Emulator) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with aiohttp.ClientSession() as session:
+        for path, status in (
+            ("/v1/credits", 200),
+            ("/v1/tasks?page_size=5", 200),
+            ("/v1/tasks?page_size=101", 400),
+            ("/v1/tasks?page=0", 400),
+            ("/v1/tasks/task-unified-0-missing", 404),
+        ):
+            async with session.get(emu.base_url + path, headers=headers) as resp:
+                assert resp.status == status, path
+                assert resp.headers["x-request-id"].startswith("req-")
+        async with session.get(emu.base_url + "/v1/credits") as resp:  # no key: 401
+            assert resp.status == 401
+            assert "x-request-id" in resp.headers
+    ids = [r.request_id for r in emu.stats.requests]
+    assert len(set(ids)) == len(ids) == 6
 
 
 async def test_retry_after_may_be_an_http_date(emu: Emulator, make_client: ClientFactory) -> None:
@@ -311,6 +332,11 @@ async def test_cli_balance_and_tasks(
     assert [line.split()[0] for line in lines[1:]] == made[::-1]
     code, out, _ = await _cli(capsys, monkeypatch, emu, "tasks", "--status", "completed")
     assert [line.split()[:2] for line in out.splitlines()[1:]] == [[made[0], "completed"]]
+    code, out, _ = await _cli(capsys, monkeypatch, emu, "status", made[0])
+    charged = emu.tasks[made[0]].credits_used
+    assert f"credits  {charged:g} charged" in out
+    code, out, _ = await _cli(capsys, monkeypatch, emu, "status", made[0], "--json")
+    assert json.loads(out)["credits_used"] == charged
     code, out, _ = await _cli(capsys, monkeypatch, emu, "tasks", "--json", "--limit", "2")
     assert [json.loads(line)["task_id"] for line in out.splitlines()] == made[:0:-1]
 
