@@ -34,7 +34,9 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._models import (
+    Balance,
     BatchProgress,
+    Cost,
     EditInput,
     EditOutcome,
     EditRequest,
@@ -53,8 +55,10 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "BatchProgress",
     "Client",
+    "Cost",
     "DownloadError",
     "EditInput",
     "EditOutcome",

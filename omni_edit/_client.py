@@ -19,6 +19,12 @@ import anyio
 from ._batch.edit_many import BatchOptions, run_edit_many
 from ._batch.inputs import check_destination_callable
 from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url
+from ._constants import (
+    LIST_MAX_PAGES,
+    LIST_MAX_TASKS,
+    LIST_PAGE_SIZE_MAX,
+    LIST_PAGE_SIZE_MIN,
+)
 from ._exceptions import (
     DownloadError,
     EventLoopError,
@@ -32,6 +38,7 @@ from ._http.limits import ClientLimits
 from ._http.transport import Transport
 from ._media.probe import check_clip, probe_clip
 from ._models import (
+    Balance,
     BatchProgress,
     EditInput,
     EditOutcome,
@@ -46,8 +53,12 @@ from ._polling.scheduler import Follower, PollScheduler
 from ._wire.convert import decode_json, structure_task
 from ._wire.protocol import (
     create_request,
+    credits_request,
     new_idempotency_key,
+    parse_balance_response,
+    parse_task_page,
     parse_task_response,
+    task_list_request,
     task_request,
 )
 from ._wire.validation import (
@@ -332,6 +343,76 @@ class Client:
         if task.is_terminal:
             self._callback_tasks.discard(task.id)
         return task
+
+    async def balance(self) -> Balance:
+        """The account's and this key's credits, remaining and used (one ``GET
+        /v1/credits``). ``Balance.available`` is what this key can still spend.
+
+        Raises the ``APIError`` for the status (``NotFoundError`` where a deployment has
+        no balance endpoint), ``APIConnectionError`` or ``MalformedResponseError``.
+        """
+        self._check_loop()
+        status, body = await self._transport.send(credits_request())
+        return parse_balance_response(status, body)
+
+    def list_tasks(
+        self, *, status: TaskStatus | str | None = None, page_size: int = 50
+    ) -> AsyncGenerator[Task, None]:
+        """The account's tasks of this model, newest first, read a page (``GET
+        /v1/tasks``) at a time as the loop asks for more; ``status`` keeps only tasks in
+        that state. Listed tasks carry no result links: ``get`` one for those.
+
+        A task that moves to another page while the list is read (new tasks push older
+        ones down) is yielded once. However the server answers, at most 1,000 pages and
+        100,000 tasks are read, and the listing ends at a page that brings nothing new:
+        a server that repeats pages cannot keep it going (docs/api.md#task-list).
+
+        Raises ``ValidationError`` (before anything is sent) for a ``page_size``
+        outside 1-100 or an unknown ``status``; then as ``get`` does.
+        """
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise ValidationError("page_size must be an integer", field="page_size")
+        if not LIST_PAGE_SIZE_MIN <= page_size <= LIST_PAGE_SIZE_MAX:
+            raise ValidationError(
+                f"page_size must be within {LIST_PAGE_SIZE_MIN}-{LIST_PAGE_SIZE_MAX},"
+                f" got {page_size}",
+                field="page_size",
+            )
+        wanted: TaskStatus | None = None
+        if status is not None:
+            try:
+                wanted = TaskStatus(status)
+            except ValueError:
+                known = ", ".join(s.value for s in TaskStatus)
+                raise ValidationError(
+                    f"unknown status {status!r} (known: {known})", field="status"
+                ) from None
+        return self._list_pages(wanted, page_size)
+
+    async def _list_pages(
+        self, status: TaskStatus | None, page_size: int
+    ) -> AsyncGenerator[Task, None]:
+        self._check_loop()
+        seen: set[str] = set()
+        for page in range(1, LIST_MAX_PAGES + 1):
+            code, body = await self._transport.send(task_list_request(page, page_size, status))
+            answer = parse_task_page(code, body)
+            fresh = [t for t in answer.tasks if t.id not in seen]
+            for task in fresh:
+                if len(seen) >= LIST_MAX_TASKS:
+                    return
+                seen.add(task.id)
+                # A server that ignores the filter does not widen the list.
+                if status is None or task.status is status:
+                    yield task
+            # The end: a short or empty page, the claimed total reached, or a page with
+            # nothing new (a server repeating itself).
+            if (
+                not fresh
+                or len(answer.tasks) < page_size
+                or (answer.total is not None and page * page_size >= answer.total)
+            ):
+                return
 
     async def wait(
         self,

@@ -121,3 +121,52 @@ FILE_NAME_MAX_BYTES: Final = 255
 # more characters: a result's own name keeps this much room, or it would be billed and
 # then fail to save.
 TEMP_NAME_ROOM_BYTES: Final = 32
+
+# --- Gateway extras: balance, task list, request ids (docs/api.md#gateway-extras) --------
+CREDITS_PATH: Final = "/v1/credits"
+TASKS_PATH: Final = "/v1/tasks"
+# Every answer names itself for support; the gateway uses either header.
+REQUEST_ID_HEADERS: Final = ("x-request-id", "x-oneapi-request-id")
+# A request id longer than this, or with characters outside printable ASCII, is not
+# kept: it goes into messages and logs, and a hostile server chooses it. Ours.
+REQUEST_ID_MAX_LENGTH: Final = 128
+# Page sizes the SDK asks ``GET /v1/tasks`` for (the gateway's own bounds are not
+# published; EvoLink's clients ask for 20 to 100). Ours.
+LIST_PAGE_SIZE_MIN: Final = 1
+LIST_PAGE_SIZE_MAX: Final = 100
+# ``list_tasks`` stops after this many pages or distinct tasks however the server
+# answers: a server that repeats pages or inflates ``total`` cannot keep it going.
+LIST_MAX_PAGES: Final = 1000
+LIST_MAX_TASKS: Final = 100_000
+# The display rate EvoLink's clients use.
+USD_PER_CREDIT_DISPLAY: Final = 1 / 68
+
+# The finer codes of a 402/403 refusal (the gateway's admission checks, before any task
+# exists, so nothing was billed), by which limit they mean (docs/api.md#http-errors).
+QUOTA_LIMIT_CODES: Final[dict[str, str]] = {
+    "insufficient_quota": "account_balance",
+    "insufficient_user_quota": "account_balance",
+    "quota_not_enough": "account_balance",
+    "account_balance_insufficient": "account_balance",
+    "insufficient_token_quota": "key_quota",
+    "key_quota_exhausted": "key_quota",
+    "token_daily_quota_exceeded": "key_daily_quota",
+    "key_daily_quota_exhausted": "key_daily_quota",
+    "key_disabled": "key_disabled",
+    "key_expired": "key_expired",
+    "key_model_not_allowed": "model_not_allowed",
+}
+# What each limit means and what to do about it, as error messages say it.
+QUOTA_LIMIT_ADVICE: Final[dict[str, str]] = {
+    "account_balance": "the account's credit balance cannot cover this task: top up the"
+    " account, then run again",
+    "key_quota": "this API key's own credit limit is used up: raise the key's limit in the"
+    " console, or use another key",
+    "key_daily_quota": "this API key's daily credit limit is used up; it resets at"
+    " midnight: resume tomorrow (a batch with a journal resumes where it stopped), or"
+    " raise the key's daily limit",
+    "key_disabled": "this API key is disabled: enable it in the console, or use another key",
+    "key_expired": "this API key has expired: renew it in the console, or use another key",
+    "model_not_allowed": "this API key may not use this model: allow the model for the key"
+    " in the console, or use another key",
+}

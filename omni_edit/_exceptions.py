@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._constants import QUOTA_LIMIT_ADVICE, QUOTA_LIMIT_CODES
 from ._redact import redact_secrets
 
 if TYPE_CHECKING:
@@ -96,7 +97,9 @@ class APIError(OmniEditError):
     Attributes mirror the documented error body ``{"error": {...}}``; a body that is not
     JSON (a proxy's HTML page, an empty body) still yields the class for its status, with
     ``message`` holding a short excerpt. ``retry_after`` is in seconds, from the
-    ``Retry-After`` header or a "retry after N seconds" suggestion, else ``None``.
+    ``Retry-After`` header (seconds or an HTTP date) or a "retry after N seconds"
+    suggestion, else ``None``. ``request_id`` is the answer's ``x-request-id`` (or
+    ``x-oneapi-request-id``): quote it to support. It is in ``str(error)`` too.
     """
 
     def __init__(
@@ -109,9 +112,11 @@ class APIError(OmniEditError):
         param: str | None = None,
         fallback_suggestion: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.request_id = request_id
         self.status = status
         self.code = code
         self.type = type
@@ -130,7 +135,21 @@ class APIError(OmniEditError):
             text += f" (param: {self.param})"
         if self.fallback_suggestion:
             text += f" [{self.fallback_suggestion}]"
+        if (limit := self.limit) is not None:
+            text += f": {QUOTA_LIMIT_ADVICE[limit]}"
+        if self.request_id:
+            text += f" (request id {self.request_id})"
         return redact_secrets(text)
+
+    @property
+    def limit(self) -> str | None:
+        """Which limit a 402/403 refusal names, from its finer ``code``
+        (docs/api.md#admission-codes): ``"account_balance"``, ``"key_quota"``,
+        ``"key_daily_quota"`` (resets at midnight), ``"key_disabled"``,
+        ``"key_expired"`` or ``"model_not_allowed"``; ``None`` for any other error."""
+        if self.status in (402, 403) and isinstance(self.code, str):
+            return QUOTA_LIMIT_CODES.get(self.code)
+        return None
 
 
 class BadRequestError(APIError):
@@ -142,11 +161,14 @@ class AuthenticationError(APIError):
 
 
 class InsufficientQuotaError(APIError):
-    """402: the account is out of credits; nothing new can be submitted."""
+    """402: out of credits; nothing new can be submitted. ``limit`` says whose: the
+    account's balance, the key's own limit, or the key's daily limit (which resets at
+    midnight)."""
 
 
 class PermissionDeniedError(APIError):
-    """403: the key has no access to the model."""
+    """403: the key may not do this; ``limit`` says why where the API's code tells
+    (a disabled or expired key, a model the key may not use)."""
 
 
 class NotFoundError(APIError):

@@ -17,7 +17,9 @@ from ._constants import TASK_ERROR_RETRYABLE
 from ._redact import redact_optional_url, redact_url, redact_urls
 
 __all__ = [
+    "Balance",
     "BatchProgress",
+    "Cost",
     "EditInput",
     "EditOutcome",
     "EditRequest",
@@ -61,12 +63,47 @@ class TaskError:
 
 
 @attrs.frozen
+class Cost:
+    """What a finished task cost, as the API reports it: ``credits`` and ``usd``."""
+
+    credits: float | None = None
+    usd: float | None = None
+
+
+@attrs.frozen
 class Usage:
-    """Billing as the API reports it; ``credits_reserved`` is an estimate at creation."""
+    """Billing as the API reports it. ``credits_reserved`` is an estimate at creation;
+    ``credits_used`` (and ``cost``) what a completed task was actually charged, where
+    the answer gives it."""
 
     billing_rule: str | None = None
     credits_reserved: float | None = None
     user_group: str | None = None
+    credits_used: float | None = None
+    cost: Cost | None = None
+
+
+@attrs.frozen
+class Balance:
+    """Credits left and spent (``GET /v1/credits``): the account's, and this API key's.
+
+    ``key_unlimited`` says the key has no limit of its own (only the account's
+    balance then bounds it); ``key_remaining_credits`` and ``key_used_credits`` are
+    ``None`` where the answer does not give them. ``available`` is what can still be
+    spent through this key: the smaller of the two balances.
+    """
+
+    remaining_credits: float
+    used_credits: float | None = None
+    key_remaining_credits: float | None = None
+    key_used_credits: float | None = None
+    key_unlimited: bool = False
+
+    @property
+    def available(self) -> float:
+        if self.key_unlimited or self.key_remaining_credits is None:
+            return self.remaining_credits
+        return min(self.remaining_credits, self.key_remaining_credits)
 
 
 @attrs.frozen

@@ -509,7 +509,9 @@ async def test_dry_run_totals_the_durations_and_submits_nothing(
     assert "tokens     about 114,682 (57,341 in + 57,341 out" in stdout
     assert "roughly 202.6" in stdout
     assert "rough estimate" in stdout
-    assert not [r for r in emu.stats.requests if r.method == "POST"]
+    # With a key, the balance is read (and nothing else sent) and shown beside it.
+    assert "balance    1,000,000,000.0 credits available: covers the estimate" in stdout
+    assert [(r.method, r.path) for r in emu.stats.requests] == [("GET", "/v1/credits")]
 
     code, stdout, _ = await _run(
         "batch", str(manifest), "--dry-run", "--json", "--credits-per-1k-tokens", "2",
@@ -518,7 +520,8 @@ async def test_dry_run_totals_the_durations_and_submits_nothing(
     summary = json.loads(stdout.splitlines()[-1])
     assert summary["input_seconds"] == pytest.approx(9.9)
     assert summary["credits_estimate"] == pytest.approx(114_682 * 2 / 1000, abs=0.01)
-    assert not emu.stats.requests
+    assert summary["balance_available"] is None
+    assert len(emu.stats.requests) == 1
 
 
 async def test_messages_about_one_input_say_input_not_inputs(
@@ -694,8 +697,8 @@ async def test_batch_with_a_refused_key_exits_2_with_one_line(tmp_path: Path) ->
         code, stdout, stderr = await _run("batch", str(manifest), "--no-preflight", env=_env(emu))
     assert code == 2
     assert stderr.count("HTTP 401") == 1
-    assert stderr.splitlines()[-1] == (
+    assert stderr.splitlines()[-1].startswith(
         "omni-edit: error: the API refused the key (HTTP 401):"
-        " check --api-key or $OMNI_EDIT_API_KEY"
+        " check --api-key or $OMNI_EDIT_API_KEY (request id req-"
     )
     assert "0 of 3 inputs completed; 3 failed" in stdout

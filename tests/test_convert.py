@@ -5,6 +5,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+import omni_edit as oe
 from omni_edit import MalformedResponseError, Task, TaskStatus
 from omni_edit._wire.convert import (
     _lean_task,
@@ -207,6 +208,16 @@ _GOOD_USAGE = st.fixed_dictionaries(
         "billing_rule": _or_null(st.text(max_size=8)),
         "credits_reserved": _or_null(st.floats(0, 1e6) | st.integers(0, 10**6)),
         "user_group": _or_null(st.text(max_size=8)),
+        "credits_used": _or_null(st.floats(0, 1e6) | st.integers(0, 10**6)),
+        "cost": _or_null(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "credits": _or_null(st.floats(0, 1e6) | st.integers(0, 10**6)),
+                    "usd": _or_null(st.floats(0, 1e4)),
+                },
+            )
+        ),
     },
 )
 _GOOD_TASK = st.fixed_dictionaries(
@@ -241,7 +252,7 @@ def _wire_tasks(draw: st.DrawFn) -> dict[str, Any]:
                     if where is body
                     else ["can_cancel", "estimated_time", "video_duration"]
                     if where is body.get("task_info")
-                    else ["billing_rule", "credits_reserved", "user_group"]
+                    else ["billing_rule", "credits_reserved", "user_group", "credits_used", "cost"]
                 )
             )
             where[key] = draw(_ANY_JSON)
@@ -281,8 +292,18 @@ def test_lean_parse_takes_the_documented_answers() -> None:
         "progress": 100,
         "results": ["https://files.example.com/r.mp4?sig=1"],
         "task_info": {"can_cancel": False, "video_duration": 5},
+        # What was charged, on a completed task (docs/api.md#read-a-task).
+        "usage": {
+            **DOC_EXAMPLE["usage"],
+            "credits_used": 98.25,
+            "cost": {"credits": 98.25, "usd": 1.4449},
+        },
     }
     for body in (DOC_EXAMPLE, completed, {"id": "t", "status": "pending"}):
         lean = _lean_task(body)
         assert lean is not None
         assert lean == converter.structure(body, Task)
+    usage = structure_task(completed).usage
+    assert usage is not None
+    assert (usage.credits_reserved, usage.credits_used) == (102.34, 98.25)
+    assert usage.cost == oe.Cost(credits=98.25, usd=1.4449)

@@ -5,6 +5,7 @@
     omni-edit edit VIDEO_URL --prompt TEXT [--out FILE]   one clip, saved
     omni-edit batch MANIFEST [--report FILE] [--dry-run]  a CSV/JSONL of clips, resumable
     omni-edit status TASK_ID | wait TASK_ID [--out FILE]  one task
+    omni-edit balance | tasks [--status S]                the account's credits and tasks
     omni-edit emulator                                    the local emulator of the API
     omni-edit demo                                        all of it, no key needed
     omni-edit --version                                   the installed version
@@ -30,6 +31,7 @@ import traceback
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from .account_commands import run_balance, run_tasks
 from .batch_command import BatchSettings, run_batch
 from .context import Context
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, explain
@@ -118,6 +120,10 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
         return await run_status(ctx, args.task_id)
     if args.command == "wait":
         return await run_wait(ctx, args.task_id, out=args.out, force=args.force)
+    if args.command == "balance":
+        return await run_balance(ctx)
+    if args.command == "tasks":
+        return await run_tasks(ctx, status=args.status, limit=args.limit)
     if args.command == "batch":
         settings = BatchSettings(
             manifest=args.manifest,
@@ -128,6 +134,7 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             resubmit_uncertain=args.resubmit_uncertain,
             preflight=args.preflight,
             dry_run=args.dry_run,
+            ignore_balance=args.ignore_balance,
             credits_per_1k_tokens=args.credits_per_1k_tokens,
             rerun=_rerun_command(argv),
         )

@@ -22,12 +22,20 @@ import attrs
 
 from .._batch.inputs import output_name
 from .._client import Client
-from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
-from .._exceptions import ACCOUNT_ERRORS, DownloadError, JournalError
-from .._models import EditOutcome, EditRequest, PollPolicy
+from .._config import find_api_key
+from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE, MAX_VIDEO_SECONDS
+from .._exceptions import (
+    ACCOUNT_ERRORS,
+    APIConnectionError,
+    APIError,
+    DownloadError,
+    JournalError,
+    MalformedResponseError,
+)
+from .._models import Balance, EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
-from .dry_run import dry_run
+from .dry_run import dry_run, estimate
 from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
 from .manifest import Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
@@ -55,6 +63,7 @@ class BatchSettings:
     resubmit_uncertain: bool = False
     preflight: bool = True
     dry_run: bool = False
+    ignore_balance: bool = False
     credits_per_1k_tokens: float = CREDITS_PER_1K_TOKENS_ESTIMATE
     rerun: str = ""
 
@@ -122,14 +131,79 @@ async def run_batch(
         )
         scan = _scan(ctx, manifest)
         if settings.dry_run:
+            balance, why = None, "no API key given"
+            if find_api_key(ctx.api_key):
+                balance, why = await _read_balance(ctx, client)
             return await dry_run(
                 ctx,
                 client,
                 manifest,
                 concurrency=settings.concurrency,
                 credits_per_1k_tokens=settings.credits_per_1k_tokens,
+                balance=balance,
+                balance_note=why,
             )
+        if not settings.ignore_balance:
+            await _check_balance(ctx, client, settings, manifest)
         return await _edit_all(ctx, client, settings, manifest, scan)
+
+
+async def _read_balance(ctx: Context, client: Client) -> tuple[Balance | None, str]:
+    """The balance, or ``None`` and why not, told as a warning. A deployment without the
+    endpoint, or one that fails it, does not stop a batch: the API still refuses (402)
+    what the account cannot pay. A refused key is not warned about here: the batch meets
+    the same refusal at its first input, and tells it once, with every row reported."""
+    try:
+        return await client.balance(), ""
+    except ACCOUNT_ERRORS as exc:
+        return None, f"the key was refused: {exc}"
+    except (APIError, APIConnectionError, MalformedResponseError) as exc:
+        why = f"the balance could not be read: {exc}"
+    if ctx.json:
+        ctx.emit({"event": "warning", "message": why})
+    else:
+        ctx.note(f"omni-edit: warning: {why}; going on without the credit check")
+    return None, why
+
+
+async def _check_balance(
+    ctx: Context, client: Client, settings: BatchSettings, manifest: Manifest
+) -> None:
+    """Before anything is submitted: ``UsageError`` (exit 2), with both figures, when
+    the balance cannot cover the batch's credit estimate (docs/api.md#balance).
+
+    The estimate is ``--dry-run``'s: every clip's header is probed. A clip that cannot
+    be probed counts as nothing when preflight is on (it will be refused before it is
+    billed), else as the longest clip the API takes. A resumed batch (its journal
+    exists) is only warned: the estimate counts inputs the journal may hold as done.
+    """
+    balance, _ = await _read_balance(ctx, client)
+    if balance is None:
+        return
+    if not ctx.json:
+        ctx.note("Checking the balance against an estimate (probing every clip)...")
+    found = await estimate(client, manifest, concurrency=settings.concurrency)
+    unprobed = 0.0 if settings.preflight else len(found.refused) * MAX_VIDEO_SECONDS
+    needed = found.credits(settings.credits_per_1k_tokens, unprobed)
+    available = balance.available
+    if needed <= available:
+        return
+    figures = (
+        f"the batch needs roughly {needed:,.1f} credits ({plural(found.inputs, 'input')})"
+        f" and {available:,.1f} are available"
+    )
+    if settings.journal_path.exists():
+        message = f"{figures}; the journal exists, so inputs already done are counted too: going on"
+        if ctx.json:
+            ctx.emit({"event": "warning", "message": message})
+        else:
+            ctx.note(f"omni-edit: warning: {message}")
+        return
+    raise UsageError(
+        f"{figures}: nothing was submitted. Top up the account, run fewer inputs, or pass"
+        " --ignore-balance to submit anyway (the API refuses with HTTP 402 what the"
+        " balance cannot cover)"
+    )
 
 
 async def _edit_all(
@@ -238,6 +312,11 @@ def _summarize(
         # Usually exit 2: the key is the user's setup to fix, not the edits.
         message, status = explain(halt, ctx.effective_base_url)
         ctx.note(f"omni-edit: error: {message}")
+        if isinstance(halt, APIError) and halt.limit == "key_daily_quota" and settings.rerun:
+            # The journal keeps what was done: tomorrow the same command goes on.
+            ctx.note(
+                f"The key's daily limit resets at midnight. Resume tomorrow with: {settings.rerun}"
+            )
     if ctx.json:
         ctx.emit(
             {

@@ -1,4 +1,5 @@
-"""``omni-edit batch --dry-run``: probe every input, estimate the bill, submit nothing.
+"""``omni-edit batch --dry-run``: probe every input, estimate the bill, submit nothing;
+and the same estimate for the balance check before a batch.
 
 Each clip's MP4 header is read from its host (a few KB by Range requests, as preflight
 does), so the totals are of real durations. Tokens follow the documented rates
@@ -13,32 +14,49 @@ from __future__ import annotations
 import logging
 
 import anyio
+import attrs
 
 from .._client import Client
 from .._constants import INPUT_TOKENS_PER_SECOND, OUTPUT_TOKENS_PER_SECOND
 from .._exceptions import OmniEditError
+from .._models import Balance
 from .context import Context
 from .errors import EXIT_FAILED, EXIT_OK, plural
 from .manifest import Manifest, Row
 
-__all__ = ["dry_run"]
+__all__ = ["Estimate", "dry_run", "estimate"]
 
 logger = logging.getLogger("omni_edit.cli")
 
 
-async def dry_run(
-    ctx: Context,
-    client: Client,
-    manifest: Manifest,
-    *,
-    concurrency: int,
-    credits_per_1k_tokens: float,
-) -> int:
-    """Probe the manifest's inputs and print the totals; 0 when every input would be
-    accepted, 1 when some would be refused. Sends nothing to the API."""
-    seconds: dict[int, float] = {}
-    refused: dict[int, tuple[Row, str]] = {}
-    invalid = 0
+@attrs.define
+class Estimate:
+    """What probing a manifest found: how many inputs were accepted and their seconds of
+    video in all (totals only, so a long manifest costs no memory per row), each refused
+    input's reason, and how many rows were unusable."""
+
+    accepted: int = 0
+    total_seconds: float = 0.0
+    refused: dict[int, tuple[Row, str]] = attrs.Factory(dict)
+    invalid: int = 0
+
+    @property
+    def inputs(self) -> int:
+        return self.accepted + len(self.refused) + self.invalid
+
+    def tokens(self, extra_seconds: float = 0.0) -> tuple[int, int]:
+        """Tokens in and out for the accepted inputs, and ``extra_seconds`` more."""
+        seconds = self.total_seconds + extra_seconds
+        return round(seconds * INPUT_TOKENS_PER_SECOND), round(seconds * OUTPUT_TOKENS_PER_SECOND)
+
+    def credits(self, credits_per_1k_tokens: float, extra_seconds: float = 0.0) -> float:
+        tokens_in, tokens_out = self.tokens(extra_seconds)
+        return (tokens_in + tokens_out) * credits_per_1k_tokens / 1000
+
+
+async def estimate(client: Client, manifest: Manifest, *, concurrency: int) -> Estimate:
+    """Probe every usable row's clip (as preflight does); sends nothing to the API."""
+    found = Estimate()
     slots = anyio.Semaphore(concurrency)
 
     async def check(row: Row) -> None:
@@ -50,50 +68,69 @@ async def dry_run(
             # reason, is one refused line, not the end of the dry run.
             if not isinstance(exc, OmniEditError):
                 logger.debug("probing input %d failed", row.index, exc_info=True)
-            refused[row.index] = (row, str(exc) or type(exc).__name__)
+            found.refused[row.index] = (row, str(exc) or type(exc).__name__)
         else:
-            seconds[row.index] = info.duration
+            found.accepted += 1
+            found.total_seconds += info.duration
         finally:
             slots.release()
 
     async with anyio.create_task_group() as tg:
         for row in manifest.rows():
             if row.problem is not None:
-                invalid += 1  # reported as the manifest was read
+                found.invalid += 1  # reported as the manifest was read
                 continue
             await slots.acquire()
             tg.start_soon(check, row)
+    return found
 
-    for index in sorted(refused):
-        row, why = refused[index]
+
+async def dry_run(
+    ctx: Context,
+    client: Client,
+    manifest: Manifest,
+    *,
+    concurrency: int,
+    credits_per_1k_tokens: float,
+    balance: Balance | None = None,
+    balance_note: str = "",
+) -> int:
+    """Probe the manifest's inputs and print the totals, beside ``balance`` when known
+    (else ``balance_note`` says why not); 0 when every input would be accepted, 1 when
+    some would be refused. Sends nothing to the API but the balance read."""
+    found = await estimate(client, manifest, concurrency=concurrency)
+    for index in sorted(found.refused):
+        row, why = found.refused[index]
         if ctx.json:
             ctx.emit({"event": "refused", "index": index, "line": row.line, "error": why})
         else:
             ctx.note(f"manifest line {row.line}: {why}")
-    total_seconds = sum(seconds.values())
-    tokens_in = round(total_seconds * INPUT_TOKENS_PER_SECOND)
-    tokens_out = round(total_seconds * OUTPUT_TOKENS_PER_SECOND)
-    credits = (tokens_in + tokens_out) * credits_per_1k_tokens / 1000
+    total_seconds = found.total_seconds
+    tokens_in, tokens_out = found.tokens()
+    credits = found.credits(credits_per_1k_tokens)
+    refused = len(found.refused) + found.invalid
+    covered = None if balance is None else balance.available >= credits
     if ctx.json:
         ctx.emit(
             {
                 "event": "dry_run",
-                "inputs": len(seconds) + len(refused) + invalid,
-                "accepted": len(seconds),
-                "refused": len(refused),
-                "invalid": invalid,
+                "inputs": found.inputs,
+                "accepted": found.accepted,
+                "refused": len(found.refused),
+                "invalid": found.invalid,
                 "input_seconds": round(total_seconds, 3),
                 "tokens_estimate": tokens_in + tokens_out,
                 "credits_estimate": round(credits, 2),
                 "credits_per_1k_tokens": credits_per_1k_tokens,
+                "balance_available": None if balance is None else balance.available,
+                "balance_covers": covered,
             }
         )
     else:
-        inputs = len(seconds) + len(refused) + invalid
-        ctx.say(f"Dry run of {plural(inputs, 'input')}: nothing was submitted.")
-        ctx.say(f"  accepted   {len(seconds)}, with {total_seconds:.1f} s of input video in all")
-        if refused or invalid:
-            ctx.say(f"  refused    {len(refused) + invalid} (see the lines above)")
+        ctx.say(f"Dry run of {plural(found.inputs, 'input')}: nothing was submitted.")
+        ctx.say(f"  accepted   {found.accepted}, with {total_seconds:.1f} s of input video in all")
+        if refused:
+            ctx.say(f"  refused    {refused} (see the lines above)")
         ctx.say(
             f"  tokens     about {tokens_in + tokens_out:,} ({tokens_in:,} in + {tokens_out:,}"
             f" out, at {INPUT_TOKENS_PER_SECOND:,} per second of video each way)"
@@ -103,4 +140,9 @@ async def dry_run(
             f" {credits_per_1k_tokens:g} per 1k tokens, a rate inferred from the API's"
             " example; the API's own figure at submission is authoritative"
         )
-    return EXIT_OK if not refused and not invalid else EXIT_FAILED
+        if balance is None:
+            ctx.say(f"  balance    unknown ({balance_note or 'not read'})")
+        else:
+            verdict = "covers the estimate" if covered else "does NOT cover the estimate"
+            ctx.say(f"  balance    {balance.available:,.1f} credits available: {verdict}")
+    return EXIT_OK if not refused else EXIT_FAILED

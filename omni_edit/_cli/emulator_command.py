@@ -38,6 +38,7 @@ async def serve_emulator(args: argparse.Namespace) -> int:
         rate_429=args.rate_429,
         rate_5xx=args.rate_5xx,
         concurrency_limit=args.concurrency_limit,
+        credits=args.credits,
         allow_http_callbacks=args.allow_http_callbacks,
     )
     stop = asyncio.Event()

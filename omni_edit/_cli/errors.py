@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from .._constants import QUOTA_LIMIT_ADVICE
 from .._exceptions import (
     APIConnectionError,
     APIError,
@@ -78,6 +79,21 @@ def explain(exc: BaseException, base_url: str) -> tuple[str, int]:
 
 
 def _explain_sdk(exc: OmniEditError, base_url: str) -> tuple[str, int]:
+    message, status = _explain_one(exc, base_url)
+    if isinstance(exc, APIError) and exc.request_id:
+        # What support asks for first (docs/api.md#http-errors).
+        message += f" (request id {exc.request_id})"
+    return message, status
+
+
+def _explain_one(exc: OmniEditError, base_url: str) -> tuple[str, int]:
+    if isinstance(exc, APIError) and exc.limit is not None:
+        # A finer 402/403 code says which limit, and so what to do.
+        status = EXIT_USAGE if isinstance(exc, PermissionDeniedError) else EXIT_FAILED
+        return (
+            f"{QUOTA_LIMIT_ADVICE[exc.limit]} (HTTP {exc.status} {exc.code}: {exc.message})",
+            status,
+        )
     if isinstance(exc, AuthenticationError):
         return (
             "the API refused the key (HTTP 401): check --api-key or $OMNI_EDIT_API_KEY",

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
+from .._models import TaskStatus
 from .._version import __version__
 from .batch_command import DEFAULT_CONCURRENCY
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("task_id", metavar="TASK_ID")
     wait.add_argument("--out", type=Path, metavar="FILE", help="where to save the result")
     _add_force(wait)
+    _add_account(commands)
     _add_emulator(commands)
     demo = commands.add(
         "demo",
@@ -228,7 +230,14 @@ def _add_batch(commands: _Commands) -> None:
     batch.add_argument(
         "--dry-run",
         action="store_true",
-        help="probe every input and estimate tokens and credits; submit nothing",
+        help="probe every input and estimate tokens and credits, beside the balance;"
+        " submit nothing",
+    )
+    batch.add_argument(
+        "--ignore-balance",
+        action="store_true",
+        help="submit even when the balance does not cover the credit estimate (the"
+        " balance is checked before anything is submitted, by probing every clip)",
     )
     batch.add_argument(
         "--credits-per-1k-tokens",
@@ -237,6 +246,32 @@ def _add_batch(commands: _Commands) -> None:
         metavar="X",
         help="credit rate for --dry-run's rough estimate (default %(default)s, inferred"
         " from the API's documented example)",
+    )
+
+
+def _add_account(commands: _Commands) -> None:
+    commands.add(
+        "balance",
+        "show the credits left",
+        "Show the account's and this key's credits, remaining and used.",
+    )
+    tasks = commands.add(
+        "tasks",
+        "list the account's recent tasks",
+        "List the account's tasks of this model, newest first (no result links: use"
+        " `omni-edit status TASK_ID` for one task's).",
+    )
+    tasks.add_argument(
+        "--status",
+        choices=[s.value for s in TaskStatus],
+        help="only tasks in this state",
+    )
+    tasks.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="show at most N tasks (default %(default)s)",
     )
 
 
@@ -272,6 +307,14 @@ def _add_emulator(commands: _Commands) -> None:
         emulator.add_argument(flag, type=float, default=0.0, metavar="F", help=f"{what} (0..1)")
     emulator.add_argument(
         "--concurrency-limit", type=int, metavar="N", help="unfinished tasks allowed per key"
+    )
+    emulator.add_argument(
+        "--credits",
+        type=float,
+        default=1e9,
+        metavar="X",
+        help="the account's starting balance; creates it cannot cover get HTTP 402"
+        " (default: a billion)",
     )
     emulator.add_argument(
         "--allow-http-callbacks",

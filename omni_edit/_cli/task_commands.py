@@ -32,6 +32,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "error_message": task.error.message if task.error else None,
         "estimated_time": task.estimated_time,
         "credits": task.usage.credits_reserved if task.usage else None,
+        "credits_used": task.usage.credits_used if task.usage else None,
     }
 
 
@@ -107,8 +108,11 @@ async def run_status(ctx: Context, task_id: str) -> int:
     if task.result_url is not None:
         ctx.say(f"  result   {task.result_url}")
         ctx.say("           (valid 24 hours after completion: save it with `omni-edit wait`)")
-    if task.usage is not None and task.usage.credits_reserved is not None:
-        ctx.say(f"  credits  {task.usage.credits_reserved:g}")
+    usage = task.usage
+    if usage is not None and usage.credits_used is not None:
+        ctx.say(f"  credits  {usage.credits_used:g} charged")
+    elif usage is not None and usage.credits_reserved is not None:
+        ctx.say(f"  credits  {usage.credits_reserved:g}")
     return EXIT_OK
 
 

@@ -27,18 +27,22 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from .._exceptions import MalformedResponseError
-from .._models import Task, TaskError, TaskStatus, Usage
+from .._models import Balance, Cost, Task, TaskError, TaskStatus, Usage
 from .validation import is_task_id
 
 __all__ = [
+    "TaskPage",
     "converter",
     "decode_json",
     "excerpt",
+    "structure_balance",
     "structure_task",
+    "structure_task_page",
     "task_to_wire",
 ]
 
@@ -79,6 +83,26 @@ def _structure_float(value: Any, _: type) -> float:
             raise ValueError(f"expected a finite number of 0 or more, got {number}")
         return number
     raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _structure_signed(value: Any, _: type) -> float:
+    # An amount that may be below zero (a balance), but never infinite or NaN.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {value!r:.40}")
+        return number
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _structure_array(value: Any, _: type) -> list[Any]:
+    # A string or an object is iterable too; only a JSON array is a list.
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array, got {type(value).__name__}")
+    return value
 
 
 def _clamp_progress(progress: int) -> int:
@@ -216,18 +240,31 @@ def _lean_task(o: dict[str, Any]) -> Task | None:
     if usage is not None:
         if type(usage) is not dict:
             return None
-        rule, credits, group = (
+        rule, credits, group, used, cost = (
             usage.get("billing_rule"),
             usage.get("credits_reserved"),
             usage.get("user_group"),
+            usage.get("credits_used"),
+            usage.get("cost"),
         )
         if (
             (rule is not None and type(rule) is not str)
             or (group is not None and type(group) is not str)
             or (credits is not None and (credits := _lean_number(credits)) is None)
+            or (used is not None and (used := _lean_number(used)) is None)
         ):
             return None
-        usage_ = Usage(rule, credits, group)
+        cost_ = None
+        if cost is not None:
+            if type(cost) is not dict:
+                return None
+            cost_credits, usd = cost.get("credits"), cost.get("usd")
+            if (
+                cost_credits is not None and (cost_credits := _lean_number(cost_credits)) is None
+            ) or (usd is not None and (usd := _lean_number(usd)) is None):
+                return None
+            cost_ = Cost(cost_credits, usd)
+        usage_ = Usage(rule, credits, group, used, cost_)
     try:
         when = None if created is None else datetime.fromtimestamp(created, tz=_UTC)
     except (OverflowError, OSError, ValueError):
@@ -272,8 +309,8 @@ def _task_hook(conv: cattrs.Converter) -> Any:
     return hook
 
 
-def _drop_nulls(conv: cattrs.Converter, cls: type[_T]) -> Any:
-    fields = make_dict_structure_fn(cls, conv)
+def _drop_nulls(conv: cattrs.Converter, cls: type[_T], **overrides: Any) -> Any:
+    fields = make_dict_structure_fn(cls, conv, **overrides)
 
     def hook(value: Any, _: type) -> _T:
         if not isinstance(value, Mapping):
@@ -308,7 +345,69 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     conv.register_structure_hook(Task, _task_hook(conv))
     conv.register_structure_hook(TaskError, _drop_nulls(conv, TaskError))
     conv.register_structure_hook(Usage, _drop_nulls(conv, Usage))
+    conv.register_structure_hook(Cost, _drop_nulls(conv, Cost))
+    conv.register_structure_hook_func(lambda t: t == list[Any], _structure_array)
+    # A balance may be overdrawn (a task settles above its reservation): any finite
+    # number, negative included.
+    signed = override(struct_hook=_optional(_structure_signed))
+    conv.register_structure_hook(
+        _UserCredits,
+        _drop_nulls(conv, _UserCredits, remaining_credits=override(struct_hook=_structure_signed)),
+    )
+    conv.register_structure_hook(
+        _KeyCredits, _drop_nulls(conv, _KeyCredits, remaining_credits=signed)
+    )
+    # After the classes they hold: a generated hook takes its fields' hooks when made.
+    for wire in (_CreditsData, _CreditsAnswer, _TaskPageWire):
+        conv.register_structure_hook(wire, _drop_nulls(conv, wire))
     return conv
+
+
+# --- The gateway's other answers (docs/api.md#gateway-extras) ---------------------------
+# Private shapes of the wire, structured by the same converter and its rules, then
+# turned into the public models.
+
+
+@attrs.frozen
+class _UserCredits:
+    remaining_credits: float
+    used_credits: float | None = None
+
+
+@attrs.frozen
+class _KeyCredits:
+    remaining_credits: float | None = None
+    used_credits: float | None = None
+    unlimited_credits: bool = False
+
+
+@attrs.frozen
+class _CreditsData:
+    user: _UserCredits
+    token: _KeyCredits | None = None
+
+
+@attrs.frozen
+class _CreditsAnswer:
+    data: _CreditsData
+    success: bool = True
+
+
+@attrs.frozen
+class _TaskPageWire:
+    # Items stay raw here: each is built by ``structure_task`` (lean path included).
+    data: list[Any]
+    total: int | None = None
+    page: int | None = None
+    page_size: int | None = None
+
+
+@attrs.frozen
+class TaskPage:
+    """One page of ``GET /v1/tasks``: its tasks, and the ``total`` the server claims."""
+
+    tasks: tuple[Task, ...]
+    total: int | None = None
 
 
 converter = _configure(cattrs.Converter(detailed_validation=True))
@@ -350,6 +449,59 @@ def structure_task(data: Any, *, status: int | None = None) -> Task:
             status=status,
             excerpt=_value_excerpt(lambda: json.dumps(data, default=str)),
         ) from exc
+
+
+def _structure_answer(data: Any, cls: type[_T], what: str, status: int | None) -> _T:
+    """``cls`` from decoded JSON, or ``MalformedResponseError`` naming the field."""
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            field, reason = None, "nested too deeply"
+        else:
+            field, reason = _error_path(exc)
+        where = f" field '{field}'" if field else ""
+        raise MalformedResponseError(
+            f"the API answered {what} whose{where or ' shape'} is not as documented: {reason}",
+            field=field,
+            status=status,
+            excerpt=_value_excerpt(lambda: json.dumps(data, default=str)),
+        ) from exc
+
+
+def structure_balance(data: Any, *, status: int | None = None) -> Balance:
+    """A ``Balance`` from the decoded ``GET /v1/credits`` answer, or
+    ``MalformedResponseError`` (also for ``"success": false``)."""
+    answer = _structure_answer(data, _CreditsAnswer, "the credits request with an object", status)
+    if not answer.success:
+        raise MalformedResponseError(
+            "the API answered the credits request with success: false",
+            field="success",
+            status=status,
+            excerpt=_value_excerpt(lambda: json.dumps(data, default=str)),
+        )
+    user, key = answer.data.user, answer.data.token or _KeyCredits()
+    return Balance(
+        remaining_credits=user.remaining_credits,
+        used_credits=user.used_credits,
+        key_remaining_credits=key.remaining_credits,
+        key_used_credits=key.used_credits,
+        key_unlimited=key.unlimited_credits,
+    )
+
+
+def structure_task_page(data: Any, *, status: int | None = None) -> TaskPage:
+    """One ``GET /v1/tasks`` page, or ``MalformedResponseError`` (an item that is not a
+    task object is one too, named by its place)."""
+    page = _structure_answer(data, _TaskPageWire, "the task list with a page", status)
+    tasks: list[Task] = []
+    for n, item in enumerate(page.data):
+        try:
+            tasks.append(structure_task(item, status=status))
+        except MalformedResponseError as exc:
+            exc.field = f"data[{n}]" + (f".{exc.field}" if exc.field else "")
+            raise
+    return TaskPage(tuple(tasks), page.total)
 
 
 def _value_excerpt(render: Callable[[], str], limit: int = 200) -> str:

@@ -20,10 +20,14 @@ import cattrs
 
 from .._constants import (
     CREATE_PATH,
+    CREDITS_PATH,
     IDEMPOTENCY_CONFLICT_CODE,
     MODEL,
     PAID_OUTCOME_UNKNOWN_CODE,
+    REQUEST_ID_HEADERS,
+    REQUEST_ID_MAX_LENGTH,
     TASK_PATH_PREFIX,
+    TASKS_PATH,
 )
 from .._exceptions import (
     APIError,
@@ -38,18 +42,31 @@ from .._exceptions import (
     RequestTooLargeError,
     ServerError,
 )
-from .._models import Task
-from .convert import converter, decode_json, excerpt, structure_task
+from .._models import Balance, Task, TaskStatus
+from .convert import (
+    TaskPage,
+    converter,
+    decode_json,
+    excerpt,
+    structure_balance,
+    structure_task,
+    structure_task_page,
+)
 
 __all__ = [
     "Attempt",
     "Verdict",
     "create_request",
+    "credits_request",
     "error_from_response",
     "judge",
     "new_idempotency_key",
+    "parse_balance_response",
     "parse_retry_after",
+    "parse_task_page",
     "parse_task_response",
+    "request_id",
+    "task_list_request",
     "task_request",
 ]
 
@@ -110,6 +127,44 @@ def parse_task_response(status: int, body: bytes, *, task_id: str | None = None)
     return task
 
 
+def credits_request() -> ApiRequest:
+    """The balance call (docs/api.md#gateway-extras)."""
+    return ApiRequest("GET", CREDITS_PATH)
+
+
+def parse_balance_response(status: int, body: bytes) -> Balance:
+    """A 2xx answer's balance, or ``MalformedResponseError``."""
+    return structure_balance(decode_json(body, status=status), status=status)
+
+
+def task_list_request(page: int, page_size: int, status: TaskStatus | None) -> ApiRequest:
+    """One page of the account's tasks of this model, newest first; ``page`` from 1 and
+    ``page_size`` already checked."""
+    query = f"?model={quote(MODEL, safe='')}&page={page}&page_size={page_size}"
+    if status is not None:
+        query += f"&status={status.value}"
+    return ApiRequest("GET", TASKS_PATH + query)
+
+
+def parse_task_page(status: int, body: bytes) -> TaskPage:
+    """A 2xx answer's page of tasks, or ``MalformedResponseError``."""
+    return structure_task_page(decode_json(body, status=status), status=status)
+
+
+def request_id(headers: Mapping[str, str]) -> str | None:
+    """The answer's request id (``x-request-id``, else ``x-oneapi-request-id``), or
+    ``None`` when absent or not a plausible id: it is quoted in messages and logs, so
+    only printable ASCII of bounded length is kept."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        value = value.strip()
+        if 0 < len(value) <= REQUEST_ID_MAX_LENGTH and value.isascii() and value.isprintable():
+            return value
+    return None
+
+
 # --- Errors ------------------------------------------------------------------------------
 
 _ERROR_CLASSES: dict[int, type[APIError]] = {
@@ -131,6 +186,26 @@ class _ErrorBody:
     type: str | None = None
     param: str | None = None
     fallback_suggestion: str | None = None
+    # Figures a 402/403 body may add (docs/api.md#http-errors).
+    estimated_credits: float | None = None
+    account_balance_credits: float | None = None
+    remaining_credits: float | None = None
+
+
+_FIGURES = frozenset({"estimated_credits", "account_balance_credits", "remaining_credits"})
+
+
+def _figures(body: _ErrorBody) -> str:
+    """The credit figures of a refusal, in words, or ``""``."""
+    parts = []
+    if body.estimated_credits is not None:
+        parts.append(f"this needs about {body.estimated_credits:g} credits")
+    balance = body.account_balance_credits
+    if balance is None:
+        balance = body.remaining_credits
+    if balance is not None:
+        parts.append(f"{balance:g} left")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _error_class(status: int) -> type[APIError]:
@@ -147,12 +222,22 @@ def _parse_error_body(body: bytes) -> _ErrorBody | None:
     inner = data.get("error") if isinstance(data, Mapping) else None
     if not isinstance(inner, Mapping):
         return None
-    names = attrs.fields_dict(_ErrorBody).keys()
+    names = attrs.fields_dict(_ErrorBody).keys() - _FIGURES
     fields = {k: v for k, v in inner.items() if k in names and v is not None}
     try:
-        return converter.structure(fields, _ErrorBody)
+        parsed = converter.structure(fields, _ErrorBody)
     except (cattrs.BaseValidationError, TypeError, ValueError):
         return None
+    # Figures are extras: one of the wrong type is dropped, not the whole body. They
+    # may sit in ``error`` or beside it.
+    figures: dict[str, Any] = {}
+    for name in _FIGURES:
+        value = inner.get(name, data.get(name))
+        try:
+            figures[name] = converter.structure(value, float)
+        except (TypeError, ValueError):
+            continue
+    return attrs.evolve(parsed, **figures) if figures else parsed
 
 
 def parse_retry_after(
@@ -197,13 +282,14 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
         parsed = _ErrorBody(message=message)
     retry_after = parse_retry_after(headers.get("Retry-After"), parsed.fallback_suggestion)
     return cls(
-        parsed.message or f"HTTP {status}",
+        (parsed.message or f"HTTP {status}") + _figures(parsed),
         status=status,
         code=parsed.code,
         type=parsed.type,
         param=parsed.param,
         fallback_suggestion=parsed.fallback_suggestion,
         retry_after=retry_after,
+        request_id=request_id(headers),
     )
 
 

@@ -14,29 +14,37 @@ import logging
 import math
 import random
 import re
+import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 from aiohttp import web
 
 from .._constants import (
     CREATE_PATH,
+    CREDITS_PATH,
     IDEMPOTENCY_CONFLICT_CODE,
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_MIN_LENGTH,
     IDEMPOTENCY_REPLAYED_HEADER,
+    LIST_PAGE_SIZE_MAX,
+    MODEL,
     PAID_OUTCOME_UNKNOWN_CODE,
+    REQUEST_ID_HEADERS,
     TASK_PATH_PREFIX,
+    TASKS_PATH,
 )
 from .._wire.validation import is_task_id
 from ._callbacks import CallbackSender
+from ._credits import CreditAccount
 from ._errors import error_response
 from ._faults import PROCESSING_KINDS, Fault, FaultQueue, drop_connection
 from ._idempotency import Conflict, IdempotencyLedger, InProgress, Replay
 from ._inputs import InputChecker
 from ._limits import RateLimiter
-from ._state import TaskStore, clock
+from ._state import TaskStore, clock, estimate_credits
 from ._stats import RequestRecord, Stats
 from ._validation import CreateRequest, Rejection, parse_create_body
 
@@ -93,6 +101,7 @@ class Api:
         limiter: RateLimiter | None,
         inputs: InputChecker,
         ledger: IdempotencyLedger,
+        account: CreditAccount,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -103,12 +112,16 @@ class Api:
         self._inputs = inputs
         self._limiter = limiter
         self._ledger = ledger
+        self._account = account
 
     def app(self) -> web.Application:
         """The aiohttp application of the API host."""
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post(CREATE_PATH, self._create)
         app.router.add_get(TASK_PATH_PREFIX + "{task_id:.*}", self._get)
+        # The gateway's extras (docs/api.md#gateway-extras): balance and task list.
+        app.router.add_get(CREDITS_PATH, self._credits)
+        app.router.add_get(TASKS_PATH, self._list)
         return app
 
     def _owner(self, authorization: str | None) -> str | None:
@@ -139,6 +152,10 @@ class Api:
         self._stats.enter(record)
         try:
             response, status = await self._answer(request, handler, owner)
+            if status is not None:
+                # Every answer names itself, errors and injected faults included.
+                record.request_id = f"req-{uuid.uuid4().hex}"
+                response.headers[REQUEST_ID_HEADERS[0]] = record.request_id
             return response
         finally:
             self._stats.leave(record, status)
@@ -268,6 +285,17 @@ class Api:
     ) -> tuple[web.Response, str | None]:
         """Create the task: its answer, and its id (``None`` when refused)."""
         await self._inputs.check(parsed.video_url)
+        needed = estimate_credits(parsed.prompt)
+        left = self._account.remaining(clock())
+        if left < needed:
+            # The gateway's admission check: refused before any task exists.
+            refusal = error_response(
+                402,
+                "account_balance_insufficient",
+                "The account balance cannot cover this task.",
+                extra={"estimated_credits": needed, "account_balance_credits": left},
+            )
+            return refusal, None
         wait = self._store.seconds_until_slot(owner, clock())
         if wait is not None:
             refusal = error_response(
@@ -284,6 +312,7 @@ class Api:
             callback_url=parsed.callback_url,
         )
         self._stats.creates += 1
+        self._account.reserve(task)
         if task.callback_url is not None:
             self._callbacks.watch(task)
         logger.debug("created %s (ends %s)", task.id, task.outcome)
@@ -304,6 +333,56 @@ class Api:
         if task is None or task.owner != owner:
             raise Rejection(404, "task_not_found", "The task does not exist or has expired.")
         return web.json_response(task.to_json(clock()))
+
+    async def _credits(self, request: web.Request) -> web.StreamResponse:
+        owner = request[_OWNER]
+        now = clock()
+        left = self._account.remaining(now)
+        # One account; the key has no limit of its own, and reports what it spent.
+        key = {
+            "remaining_credits": left,
+            "used_credits": self._account.used(now, owner),
+            "unlimited_credits": True,
+        }
+        user = {"remaining_credits": left, "used_credits": self._account.used(now)}
+        return web.json_response({"success": True, "data": {"user": user, "token": key}})
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        owner = request[_OWNER]
+        query = request.query
+        page = _int_param(query.get("page", "1"), "page", 1, 10**9)
+        size = _int_param(query.get("page_size", "20"), "page_size", 1, LIST_PAGE_SIZE_MAX)
+        status, model = query.get("status"), query.get("model")
+        now = clock()
+        # Newest first: the store keeps creation order.
+        mine = [
+            t
+            for t in reversed(self._store.tasks.values())
+            if t.owner == owner
+            and (status is None or t.status_at(now) == status)
+            and model in (None, MODEL)
+            and query.get("type") in (None, "video")
+        ]
+        items: list[dict[str, Any]] = []
+        for task in mine[(page - 1) * size : page * size]:
+            item = task.to_json(now)
+            item.pop("results", None)  # the list carries no result links
+            items.append(item)
+        return web.json_response(
+            {"data": items, "total": len(mine), "page": page, "page_size": size}
+        )
+
+
+def _int_param(text: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Rejection(
+            400, "invalid_parameter", f"{name} must be an integer within {low}-{high}.", param=name
+        )
+    return value
 
 
 async def _read_body(request: web.Request) -> bytes:

@@ -21,13 +21,14 @@ from .._constants import (
 )
 from ._app import Api, ApiSettings
 from ._callbacks import CallbackSender
+from ._credits import CreditAccount
 from ._faults import API_FAULT_KINDS, RESULT_FAULT_KINDS, Fault, FaultQueue
 from ._idempotency import IdempotencyLedger
 from ._inputs import InputChecker
 from ._jobs import JobGroup
 from ._limits import RateLimiter
 from ._results import ResultHost
-from ._state import EmulatedTask, Outcome, TaskStore
+from ._state import EmulatedTask, Outcome, TaskStore, clock
 from ._stats import CallbackAttempt, Stats
 
 __all__ = ["Emulator"]
@@ -79,6 +80,11 @@ class Emulator:
       (a repeat gets the original task; another body with the key is a 409), keeping
       keys ``idempotency_retention`` seconds; ``False`` plays a deployment that ignores
       them.
+    - ``credits``: the account's starting balance. Each create reserves its
+      ``credits_reserved``; a completed task is charged its ``credits_used``, a failed
+      or cancelled one nothing; a create the balance cannot cover is refused with 402
+      ``account_balance_insufficient``. ``GET /v1/credits`` reports it, ``GET
+      /v1/tasks`` lists a key's tasks, and every answer carries an ``x-request-id``.
     - ``seed`` makes every random draw reproducible.
 
     Raises ``ValueError`` for a knob out of range.
@@ -110,6 +116,7 @@ class Emulator:
         callback_retry_delays: Sequence[float] = CALLBACK_RETRY_DELAYS,
         idempotency_keys: bool = True,
         idempotency_retention: float = IDEMPOTENCY_RETENTION_SECONDS,
+        credits: float = 1e9,
         seed: int | None = None,
     ) -> None:
         for name, value in (
@@ -132,6 +139,8 @@ class Emulator:
             raise ValueError("failure_codes must name at least one code when failure_rate > 0")
         if concurrency_limit is not None and concurrency_limit < 1:
             raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
+        if not 0 <= credits < float("inf"):
+            raise ValueError(f"credits must be a finite number of 0 or more, got {credits}")
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError(f"rate_limit must be positive, got {rate_limit}")
         if (
@@ -174,6 +183,7 @@ class Emulator:
             jobs=self._jobs, retry_delays=callback_retry_delays, stats=self.stats
         )
         self._inputs = InputChecker()
+        self._account = CreditAccount(credits)
         self._api = Api(
             settings=ApiSettings(
                 api_keys=None if api_keys is None else frozenset(api_keys),
@@ -194,6 +204,7 @@ class Emulator:
             limiter=None if rate_limit is None else RateLimiter(rate_limit),
             inputs=self._inputs,
             ledger=IdempotencyLedger(idempotency_retention),
+            account=self._account,
         )
         self._runners: list[web.AppRunner] = []
         self._base_url: str | None = None
@@ -289,6 +300,12 @@ class Emulator:
     def tasks(self) -> dict[str, EmulatedTask]:
         """Every task created, by id (a live view: do not modify it)."""
         return self._store.tasks
+
+    @property
+    def credits_remaining(self) -> float:
+        """The account's balance now: the starting ``credits`` less what completed tasks
+        were charged and what running tasks hold in reserve."""
+        return self._account.remaining(clock())
 
     @property
     def callbacks_sent(self) -> list[CallbackAttempt]:

@@ -52,9 +52,12 @@ def error_body(
     *,
     param: str | None = None,
     retry_after: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``{"error": {...}}`` with the ``type`` docs/api.md#http-errors gives for ``status``."""
+    """``{"error": {...}}`` with the ``type`` docs/api.md#http-errors gives for ``status``;
+    ``extra`` adds fields (a refusal's figures)."""
     error: dict[str, Any] = {
+        **(extra or {}),
         "code": code,
         "message": message,
         "type": ERROR_TYPES.get(status, _GENERIC_TYPE),
@@ -73,12 +76,14 @@ def error_response(
     *,
     param: str | None = None,
     retry_after: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> web.Response:
     """A JSON error answer; ``retry_after`` also sets the ``Retry-After`` header."""
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    body = error_body(status, code, message, param=param, retry_after=retry_after, extra=extra)
     return web.Response(
         status=status,
-        body=json.dumps(error_body(status, code, message, param=param, retry_after=retry_after)),
+        body=json.dumps(body),
         content_type="application/json",
         headers=headers,
     )

@@ -17,6 +17,7 @@ import attrs
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .._constants import QUOTA_LIMIT_CODES
 from ._errors import RETRY_HINT_STATUSES, error_body, html_page
 
 __all__ = [
@@ -121,6 +122,19 @@ class Fault:
             raw = json.dumps(body).encode()
         merged.setdefault("Content-Type", _JSON)
         return cls("status", code, raw, tuple(merged.items()))
+
+    @classmethod
+    def refusal(cls, code: str, **figures: float) -> Fault:
+        """The gateway's admission refusal with a finer ``code`` of docs/api.md#http-errors
+        (``key_daily_quota_exhausted``, ``key_disabled``...): 402 for a credit limit,
+        403 for the key itself; ``figures`` (``estimated_credits=...``) join the body.
+        Nothing is created. Raises ``ValueError`` for a code not in that list."""
+        limit = QUOTA_LIMIT_CODES.get(code)
+        if limit is None:
+            raise ValueError(f"{code!r} is not one of the gateway's 402/403 codes")
+        status = 402 if limit in ("account_balance", "key_quota", "key_daily_quota") else 403
+        message = f"Refused: {code.replace('_', ' ')}."
+        return cls.status(status, body=error_body(status, code, message, extra=dict(figures)))
 
     @classmethod
     def html(cls, code: int) -> Fault:

@@ -35,6 +35,11 @@ _PENDING_SHARE = 0.1
 # docs/api.md#billing gives tokens per second but no price per token; this rate puts a
 # 5 s clip with a short prompt near the documented example (credits_reserved 102.34).
 _CREDITS_PER_1K_TOKENS = 1.765
+# What a completed task is charged, as a share of its reservation: the gateway settles
+# from actual usage, which the emulator puts a little under the estimate.
+_SETTLED_SHARE = 0.96
+# The display rate of EvoLink's clients (docs/api.md#gateway-extras), for ``usage.cost``.
+_CREDITS_PER_USD = 68
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 # Wording for the error codes of docs/api.md#task-error-codes, as a task's error.message.
 _ERROR_MESSAGES = {
@@ -115,6 +120,11 @@ class EmulatedTask:
         return min(99, int(100 * elapsed / self.processing_time))
 
     @property
+    def credits_used(self) -> float:
+        """What the task is charged if it completes."""
+        return round(self.credits_reserved * _SETTLED_SHARE, 2)
+
+    @property
     def status(self) -> str:
         """The status now."""
         return self.status_at(clock())
@@ -173,6 +183,9 @@ class EmulatedTask:
         }
         if status == "completed":
             body["results"] = [self.result_url]
+            used = self.credits_used
+            body["usage"]["credits_used"] = used
+            body["usage"]["cost"] = {"credits": used, "usd": round(used / _CREDITS_PER_USD, 4)}
         elif status in ("failed", "cancelled"):
             code = self.error_code or "unknown_error"
             message = _ERROR_MESSAGES.get(code, "The task failed for an unclassified reason.")

@@ -18,7 +18,8 @@ __all__ = ["CallbackAttempt", "RequestRecord", "ResultRequestRecord", "Stats"]
 class RequestRecord:
     """One API request, recorded on arrival. ``status`` is the status sent, ``None``
     while the request is being handled and when the connection was dropped with no
-    answer; ``time`` is ``time.monotonic()`` at its arrival."""
+    answer; ``time`` is ``time.monotonic()`` at its arrival; ``request_id`` the
+    ``x-request-id`` its answer carried."""
 
     method: str
     path: str
@@ -26,6 +27,7 @@ class RequestRecord:
     had_authorization: bool
     authorized: bool
     time: float
+    request_id: str | None = None
 
 
 @attrs.define
