@@ -8,6 +8,7 @@
 The names below are the whole public surface; modules starting with ``_`` are private.
 """
 
+from ._batch.batch_status import batch_outcomes, batch_status
 from ._client import Client
 from ._exceptions import (
     APIConnectionError,
@@ -35,6 +36,7 @@ from ._exceptions import (
 )
 from ._models import (
     BatchProgress,
+    BatchStatus,
     EditInput,
     EditOutcome,
     EditRequest,
@@ -54,6 +56,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchProgress",
+    "BatchStatus",
     "Client",
     "DownloadError",
     "EditInput",
@@ -82,4 +85,6 @@ __all__ = [
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "batch_outcomes",
+    "batch_status",
 ]

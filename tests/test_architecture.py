@@ -42,6 +42,7 @@ PUBLIC = {
     "AuthenticationError",
     "BadRequestError",
     "BatchProgress",
+    "BatchStatus",
     "Client",
     "DownloadError",
     "EditInput",
@@ -70,6 +71,8 @@ PUBLIC = {
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "batch_outcomes",
+    "batch_status",
 }
 
 

@@ -29,7 +29,8 @@ FAST = oe.PollPolicy(min_interval=0.02, max_interval=0.1, jitter=0)
 def _rows(n: int) -> list[tuple[int, Identity, tuple[str, str, str | None]]]:
     rows: list[tuple[int, Identity, tuple[str, str, str | None]]] = []
     for i in range(n):
-        request: tuple[str, str, str | None] = (f"https://media.example.com/{i}.mp4", f"prompt {i}", None)
+        url = f"https://media.example.com/{i}.mp4"
+        request: tuple[str, str, str | None] = (url, f"prompt {i}", None)
         rows.append((i, Identity(fingerprint(*request), 0), request))
     return rows
 

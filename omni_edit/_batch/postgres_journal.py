@@ -227,7 +227,12 @@ class PostgresJournal:
 
     @classmethod
     async def open(
-        cls, url: str, *, lease_seconds: float | None = None, loading: bool = False
+        cls,
+        url: str,
+        *,
+        lease_seconds: float | None = None,
+        loading: bool = False,
+        register: bool = True,
     ) -> PostgresJournal:
         """Connect, create the schema (or check its version), and start this worker's
         lease. ``ValidationError`` (field ``journal``) for a database of another schema
@@ -246,7 +251,8 @@ class PostgresJournal:
             salt = await _prepare(pool, location, password)
             lease = JOURNAL_LEASE_SECONDS if lease_seconds is None else lease_seconds
             journal = cls(pool, location, password, salt, lease)
-            await journal._register(loading)
+            if register:  # a reader (``batch_status``) is no worker
+                await journal._register(loading)
         except BaseException:
             await pool.close()
             raise
@@ -579,7 +585,8 @@ class PostgresJournal:
             return list(
                 await conn.fetch(
                     f"SELECT seq, video_url, prompt, callback_url, {_COLUMNS}"
-                    " FROM omni_edit_items WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    " FROM omni_edit_items WHERE seq > $1 AND queued = false"
+                    " AND state IN ('completed', 'failed', 'uncertain') ORDER BY seq LIMIT $2",
                     after,
                     limit,
                 )
