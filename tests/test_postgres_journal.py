@@ -211,15 +211,22 @@ async def test_a_pause_seen_by_one_worker_reaches_the_others(postgres_url: str) 
             while not heard:
                 await anyio.sleep(0.01)
         assert heard == [7.0]
-        # The account's cap of four, shared: two each while both live.
+        # The account's cap of four: all of it to the one worker that wants any...
         await second.set_account_cap(4)
         change, held, pause = await second.share_slots(0, 16)
-        assert (change, held) == (2, 2)
+        assert (change, held) == (4, 4)
         assert 5 < pause <= 7  # a worker that looks later pauses too
+        # ...then half each once the other wants some: taken only when given back.
+        assert (await first.share_slots(0, 16))[:2] == (0, 0)
+        assert (await second.share_slots(4, 16))[:2] == (-2, 4)
+        await second.give_slots(2)
         assert (await first.share_slots(0, 16))[:2] == (2, 2)
-        assert (await first.share_slots(2, 16))[:2] == (0, 2)
+        # A worker that needs less leaves the rest to the other.
+        assert (await first.share_slots(2, 1))[:2] == (-1, 2)
+        await first.give_slots(1)
+        assert (await second.share_slots(2, 16))[:2] == (1, 3)
         await first.close()  # its slots are free again
-        assert (await second.share_slots(2, 16))[:2] == (2, 4)
+        assert (await second.share_slots(3, 16))[:2] == (1, 4)
     finally:
         await first.close()
         await second.close()

@@ -103,6 +103,8 @@ TASK_RETRY_BASE = 5.0
 CANCEL_GRACE_SECONDS = 5.0
 # Inputs loaded into a shared journal per statement.
 _LOAD_CHUNK = 1000
+# How often a worker on a shared journal looks at its share of the account's cap.
+_SHARE_SECONDS = 0.2
 
 
 @attrs.frozen
@@ -154,7 +156,7 @@ class _ClaimedFeed:
     def __init__(self, size: int) -> None:
         self._items: collections.deque[_Claiming] = collections.deque()
         self._size = size
-        self._low = size - 8
+        self._low = max(0, size - 8)
         self._ended = False
         self._room = asyncio.Event()
         self._ready = asyncio.Event()
@@ -165,6 +167,14 @@ class _ClaimedFeed:
             await self._room.wait()
         self._items.append(item)
         self._ready.set()
+
+    async def room(self) -> int:
+        """Wait until the workers have taken what brings it below its low mark; how
+        many it can take then."""
+        while len(self._items) > self._low:
+            self._room.clear()
+            await self._room.wait()
+        return self._size - len(self._items)
 
     def end(self) -> None:
         """No more inputs: every worker's ``take`` ends once the rest is taken."""
@@ -205,6 +215,8 @@ class _Batch:
         self._workers_left = options.concurrency
         self._workers_done = anyio.Event()
         self._occurrences = OccurrenceCounter()
+        # Inputs being worked now (with a journal): what this worker could send at once.
+        self._open = 0
 
     async def run(
         self,
@@ -285,7 +297,9 @@ class _Batch:
         if self.options.account_concurrency is not None:
             await journal.set_account_cap(self.options.account_concurrency)
         feed = InputFeed(requests) if requests is not None else None
-        claimed = _ClaimedFeed(2 * self.options.concurrency)
+        # Few claimed ahead: an input held here waits for this worker's slots while
+        # another worker, at the batch's end, might have had free ones.
+        claimed = _ClaimedFeed(max(8, self.options.concurrency // 4))
         loading = anyio.Event()
         if feed is None:
             loading.set()
@@ -352,7 +366,7 @@ class _Batch:
         submit = not self.options.preflight and self.client.replay_creates
         try:
             while self.halt is None:
-                taken = await journal.claim_next(self.options.concurrency, submit=submit)
+                taken = await journal.claim_next(await claimed.room(), submit=submit)
                 for seq, (video_url, prompt, callback_url), claim in taken:
                     request = EditRequest(video_url, prompt, callback_url)
                     ready: asyncio.Future[Claim] = loop.create_future()
@@ -385,7 +399,10 @@ class _Batch:
             limits.pause.observer = journal.publish_pause
             await journal.listen(limits.pause.hold)
             while True:
-                change, _, pause = await journal.share_slots(want - unheld, want)
+                # What this worker could use now: a request per open edit, at most the
+                # client's cap. A worker near its end leaves the rest to the others.
+                need = min(want, self._open)
+                change, _, pause = await journal.share_slots(want - unheld, need)
                 if pause:
                     limits.pause.hold(pause)
                 if change > 0:
@@ -397,7 +414,7 @@ class _Batch:
                         await slots.acquire()
                         unheld += 1
                     await journal.give_slots(-change)
-                await anyio.sleep(min(JOURNAL_BUSY_POLL_SECONDS, journal.lease_seconds / 3))
+                await anyio.sleep(min(_SHARE_SECONDS, journal.lease_seconds / 3))
         except JournalError as exc:
             self._journal_broken(exc, None, None)
         finally:
@@ -440,7 +457,11 @@ class _Batch:
                 # Nothing to wait for: answer now, at the consumer's pace.
                 outcome: EditOutcome | None = self._halted(index, raw)
             elif isinstance(item, _Claiming):
-                outcome = await self._edit_claimed(item)
+                self._open += 1
+                try:
+                    outcome = await self._edit_claimed(item)
+                finally:
+                    self._open -= 1
             else:
                 outcome = await self._edit(index, raw)
             if outcome is None:

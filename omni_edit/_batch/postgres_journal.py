@@ -100,7 +100,9 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS omni_edit_workers (
         owner text PRIMARY KEY,
         lease_until timestamptz NOT NULL,
-        loading boolean NOT NULL DEFAULT false
+        loading boolean NOT NULL DEFAULT false,
+        -- Requests this worker could have in flight now: its claim on the account's cap.
+        want integer NOT NULL DEFAULT 0
     )""",
     "CREATE TABLE IF NOT EXISTS omni_edit_slots (slot integer PRIMARY KEY, owner text)",
 )
@@ -220,6 +222,7 @@ class PostgresJournal:
         # Seconds spent waiting on the database, for benchmarks/bench_postgres.py.
         self.db_seconds = 0.0
         self._listener: Any = None
+        self._writer: Any = None
         self._on_pause: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
@@ -323,32 +326,50 @@ class PostgresJournal:
     ) -> list[tuple[bool, Any]]:
         """The group in one transaction; consecutive records of one statement in one
         pipelined ``executemany``."""
+        # The writer's own connection, held for the journal's life: a connection taken
+        # from the pool and given back costs a reset (a round trip) each time.
+        conn = self._writer
+        if conn is None:
+            conn = self._writer = await self._pool.acquire()
+        try:
+            # One round trip to open the transaction, however durable it must be.
+            await conn.execute("BEGIN" if durable else "BEGIN; SET LOCAL synchronous_commit = off")
+            results = await self._statements(conn, group)
+            await conn.execute("COMMIT")
+        except BaseException:
+            # Nothing of the group is trusted written; a fresh connection for the next.
+            self._writer = None
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+            raise
+        return results
+
+    async def _statements(
+        self, conn: Any, group: list[tuple[_Op, bool, _Target]]
+    ) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not durable:
-                await conn.execute("SET LOCAL synchronous_commit = off")
-            i = 0
-            while i < len(group):
-                op = group[i][0]
-                if isinstance(op, tuple):
-                    sql = op[0]
-                    j = i
-                    batch: list[tuple[Any, ...]] = []
-                    while j < len(group):
-                        other = group[j][0]
-                        if not isinstance(other, tuple) or other[0] != sql:
-                            break
-                        batch.append(other[1])
-                        j += 1
-                    await conn.executemany(sql, batch)
-                    results.extend([(True, None)] * (j - i))
-                    i = j
-                    continue
-                try:
-                    results.append((True, await op(conn)))
-                except (ValidationError, JournalError) as exc:
-                    results.append((False, exc))
-                i += 1
+        i = 0
+        while i < len(group):
+            op = group[i][0]
+            if isinstance(op, tuple):
+                sql = op[0]
+                j = i
+                batch: list[tuple[Any, ...]] = []
+                while j < len(group):
+                    other = group[j][0]
+                    if not isinstance(other, tuple) or other[0] != sql:
+                        break
+                    batch.append(other[1])
+                    j += 1
+                await conn.executemany(sql, batch)
+                results.extend([(True, None)] * (j - i))
+                i = j
+                continue
+            try:
+                results.append((True, await op(conn)))
+            except (ValidationError, JournalError) as exc:
+                results.append((False, exc))
+            i += 1
         return results
 
     async def _timed(self, work: Awaitable[Any]) -> Any:
@@ -423,6 +444,9 @@ class PostgresJournal:
         if flusher is not None:
             with contextlib.suppress(BaseException):
                 await flusher
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(self._writer)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.remove_listener(_CHANNEL, self._heard)
@@ -474,37 +498,35 @@ class PostgresJournal:
         each. With ``submit``, an input never tried is taken as "submitting" with its
         first key (``fresh``): its create may follow at once."""
 
-        async def op(conn: Any) -> list[Any]:
+        taken: list[tuple[int, tuple[str, str, str | None], Claim]] = []
+
+        async def op(conn: Any) -> None:
+            taken.clear()
             rows = await self._take_free(conn, limit)
             if len(rows) < limit and await self._reap(conn):
                 rows += await self._take_free(conn, limit - len(rows))
-            return rows
-
-        rows = await self._run(op)
-        rows.sort(key=lambda r: r["seq"])
-        taken: list[tuple[int, tuple[str, str, str | None], Claim]] = []
-        fresh: list[tuple[str, int, str]] = []
-        for row in rows:
-            request = (row["video_url"], row["prompt"], row["callback_url"])
-            try:
-                entry = _entry(row)
-            except ValidationError:
-                continue  # a damaged row stays held until this worker's lease ends
-            if entry.finished:
-                taken.append((row["seq"], request, Claim(ClaimKind.FINISHED, entry)))
-                continue
-            if submit and entry.state is JournalState.PENDING and entry.attempts == 0:
-                key = self.key_for(entry.identity, 1)
-                fresh.append((entry.identity.digest, entry.identity.occurrence, key))
-                entry = JournalEntry(
-                    entry.identity, JournalState.SUBMITTING, attempts=1, idempotency_key=key
-                )
-                taken.append((row["seq"], request, Claim(ClaimKind.CLAIMED, entry, fresh=True)))
-            else:
-                taken.append((row["seq"], request, Claim(ClaimKind.CLAIMED, entry)))
-        if fresh:
-
-            async def mark(conn: Any) -> None:
+            rows.sort(key=lambda r: r["seq"])
+            fresh: list[tuple[str, int, str]] = []
+            for row in rows:
+                request = (row["video_url"], row["prompt"], row["callback_url"])
+                try:
+                    entry = _entry(row)
+                except ValidationError:
+                    continue  # a damaged row stays held until this worker's lease ends
+                if entry.finished:
+                    taken.append((row["seq"], request, Claim(ClaimKind.FINISHED, entry)))
+                elif submit and entry.state is JournalState.PENDING and entry.attempts == 0:
+                    key = self.key_for(entry.identity, 1)
+                    fresh.append((entry.identity.digest, entry.identity.occurrence, key))
+                    entry = JournalEntry(
+                        entry.identity, JournalState.SUBMITTING, attempts=1, idempotency_key=key
+                    )
+                    claim = Claim(ClaimKind.CLAIMED, entry, fresh=True)
+                    taken.append((row["seq"], request, claim))
+                else:
+                    taken.append((row["seq"], request, Claim(ClaimKind.CLAIMED, entry)))
+            if fresh:
+                # "submitting" with the first key, in the claim's own (durable) commit.
                 await conn.execute(
                     "UPDATE omni_edit_items AS i SET state = 'submitting', attempts = 1,"
                     " idempotency_key = k.key, updated = now()"
@@ -515,7 +537,7 @@ class PostgresJournal:
                     [f[2] for f in fresh],
                 )
 
-            await self._queue(mark, durable=True)
+        await self._run(op)
         return taken
 
     async def _take_free(self, conn: Any, limit: int) -> list[Any]:
@@ -804,17 +826,26 @@ class PostgresJournal:
             return None
 
     async def share_slots(self, held: int, want: int) -> tuple[int, int, float]:
-        """This worker's fair share of the account's slots: (slots to take or, if
-        negative, to give back, slots it now holds, seconds of 429 pause left).
-        Slots are taken here, in the database, before this worker may use them; slots
-        to give back are given back by ``give_slots`` once they are free here."""
+        """This worker's fair share of the account's slots, given that it could use
+        ``want`` now: (slots to take or, if negative, to give back, slots it now holds,
+        seconds of 429 pause left). The cap is shared out as water fills vessels: a
+        worker that needs less than an equal share leaves the rest to those that need
+        more. Slots are taken here, in the database, before this worker may use them;
+        slots to give back are given back by ``give_slots`` once they are free here."""
 
         async def op(conn: Any) -> tuple[int, int, float]:
             cap = await conn.fetchval("SELECT count(*) FROM omni_edit_slots")
-            live = await conn.fetchval(
-                "SELECT count(*) FROM omni_edit_workers WHERE lease_until > now()"
+            await conn.execute(
+                "UPDATE omni_edit_workers SET want = $2 WHERE owner = $1", self.owner, want
             )
-            target = min(want, math.ceil(cap / max(1, live)))
+            wants = [
+                row["want"]
+                for row in await conn.fetch(
+                    "SELECT want FROM omni_edit_workers WHERE lease_until > now()"
+                )
+            ]
+            level = _water_level(wants, cap)
+            target = want if level == math.inf else min(want, math.ceil(level))
             pause = await conn.fetchval(
                 "SELECT greatest(0, extract(epoch FROM value::timestamptz - now()))"
                 " FROM omni_edit_meta WHERE key = 'pause_until'"
@@ -881,6 +912,19 @@ class PostgresJournal:
             return
         with contextlib.suppress(ValueError):
             self._on_pause(float(seconds))
+
+
+def _water_level(wants: list[int], cap: int) -> float:
+    """The level L at which sum(min(want, L)) reaches ``cap`` (infinite when all wants
+    fit): each worker's share is min(its want, L)."""
+    left = float(cap)
+    ordered = sorted(wants)
+    for i, want in enumerate(ordered):
+        equal = left / (len(ordered) - i)
+        if want >= equal:
+            return equal
+        left -= want
+    return math.inf
 
 
 def _ignore(error: JournalError) -> None:
