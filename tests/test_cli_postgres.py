@@ -134,3 +134,12 @@ async def test_four_workers_one_killed_make_every_input_once_within_the_accounts
     assert len(report.read_text().splitlines()) == ROWS + 1  # the header and a row each
     password = postgres_url.split("//", 1)[1].split("@", 1)[0].partition(":")[2]
     assert password.encode() not in status.stdout + b"".join(outputs)
+
+
+def test_the_resume_hint_hides_the_journals_password() -> None:
+    from omni_edit._cli import _rerun_command
+
+    hint = _rerun_command(["batch", "m.csv", "--journal", "postgresql://u:hunter2-pw@db/b"])
+    assert "hunter2-pw" not in hint
+    assert "postgresql://u:***@db/b" in hint
+    assert "password" in hint

@@ -380,6 +380,10 @@ class _Batch:
                 await anyio.sleep(JOURNAL_BUSY_POLL_SECONDS)
         except JournalError as exc:
             self._journal_broken(exc, None, None)
+        try:
+            # Halted: the loader may still hand over outcomes of inputs it refused,
+            # and the workers must be there to take them.
+            await loading.wait()
         finally:
             claimed.end()
 

@@ -162,6 +162,7 @@ def _rerun_command(argv: list[str]) -> str:
     screen or in a log is a leaked key. It is dropped, and the user told to pass it."""
     kept: list[str] = []
     dropped = False
+    hidden = False
     skip = False
     for arg in argv:
         if skip:
@@ -172,8 +173,12 @@ def _rerun_command(argv: list[str]) -> str:
             dropped = True
         else:
             # A journal's URL without its password (shown as ***).
-            kept.append(redact_dsn(arg) if is_shared(arg) else arg)
+            shown = redact_dsn(arg) if is_shared(arg) else arg
+            hidden = hidden or ("***" in shown and "***" not in arg)
+            kept.append(shown)
     command = shlex.join(["omni-edit", *kept])
+    if hidden:
+        command += " (with the journal's password for ***)"
     return command + (" (with your API key, as before)" if dropped else "")
 
 
