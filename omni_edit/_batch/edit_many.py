@@ -153,10 +153,10 @@ class _ClaimedFeed:
     ``size`` ahead of them. Refilled in bursts (the reader wakes when half is taken),
     so a steady batch costs no wake-up per input: a worker's ``take`` is a pop."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, low: int | None = None) -> None:
         self._items: collections.deque[_Claiming] = collections.deque()
         self._size = size
-        self._low = max(0, size - 8)
+        self._low = max(0, size - 8) if low is None else low
         self._ended = False
         self._room = asyncio.Event()
         self._ready = asyncio.Event()
@@ -297,9 +297,11 @@ class _Batch:
         if self.options.account_concurrency is not None:
             await journal.set_account_cap(self.options.account_concurrency)
         feed = InputFeed(requests) if requests is not None else None
-        # Few claimed ahead: an input held here waits for this worker's slots while
-        # another worker, at the batch's end, might have had free ones.
-        claimed = _ClaimedFeed(max(8, self.options.concurrency // 4))
+        # Few claimed ahead (half the open edits, refilled half at a time): an input
+        # held here waits for this worker's slots while another worker, at the batch's
+        # end, might have had free ones; enough that a slow claim starves no one.
+        size = max(8, self.options.concurrency // 2)
+        claimed = _ClaimedFeed(size, low=size // 2)
         loading = anyio.Event()
         if feed is None:
             loading.set()
