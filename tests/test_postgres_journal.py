@@ -65,6 +65,12 @@ async def test_the_queue_gives_each_input_to_one_worker_and_loading_twice_adds_n
         assert counts.total == 30
         assert counts.by_state["completed"] == len(a)
         assert counts.queued == 30 - len(a)
+        # Loaded again in reverse order: positions follow, nothing done is queued again.
+        reverse = [(29 - i, identity, request) for i, identity, request in _rows(30)]
+        assert await second.load(reverse) == 0
+        assert (await second.counts()).queued == 30 - len(a)
+        moved = {e.identity: seq for seq, _, e in await second.entries(-1, 100)}
+        assert moved == {c.entry.identity: 29 - seq for seq, _, c in a}
     finally:
         await first.close()
         await second.close()

@@ -107,6 +107,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS omni_edit_slots (slot integer PRIMARY KEY, owner text)",
 )
 
+# A row nothing more will happen to (``JournalEntry.finished``).
+_FINISHED = "(i.state = 'completed' OR (i.state = 'failed' AND NOT i.retryable))"
 _COLUMNS = (
     "digest, occurrence, state, task_id, attempts, result_url, path, error_code,"
     " error_message, retryable, credits, idempotency_key, owner"
@@ -476,9 +478,11 @@ class PostgresJournal:
                 " SELECT s, d, o, v, p, c, 'pending', true FROM unnest($1::bigint[],"
                 " $2::text[], $3::integer[], $4::text[], $5::text[], $6::text[])"
                 " AS t(s, d, o, v, p, c)"
-                " ON CONFLICT (digest, occurrence) DO UPDATE SET queued = true"
-                " WHERE NOT i.queued AND NOT (i.state = 'completed' OR"
-                " (i.state = 'failed' AND NOT i.retryable))"
+                # Known already: its position follows this load (the loading host's
+                # report and output names go by it), and an unfinished one is queued.
+                " ON CONFLICT (digest, occurrence) DO UPDATE SET seq = excluded.seq,"
+                f" queued = i.queued OR NOT {_FINISHED}"
+                f" WHERE i.seq <> excluded.seq OR (NOT i.queued AND NOT {_FINISHED})"
                 " RETURNING (xmax = 0) AS inserted",
                 [r[0] for r in rows],
                 [r[1].digest for r in rows],
