@@ -121,9 +121,12 @@ async def test_four_workers_one_killed_make_every_input_once_within_the_accounts
         assert len(created) == ROWS
         assert max(created.values()) == 1, [p for p, n in created.items() if n > 1]
         assert emu.stats.max_in_flight <= ACCOUNT_CAP
-        # Every survivor did a share (the dead one's inputs included).
+        # Every survivor did a share, and together they did all that the dead one had
+        # not reported done (its claimed and open inputs included).
         worked = [_summary(out)["worked"] for out in (outputs[0], outputs[2], outputs[3])]
         assert all(isinstance(n, int) and n > 0 for n in worked), worked
+        reported = outputs[1].count(b'"status": "completed"')
+        assert sum(n for n in worked if isinstance(n, int)) + reported >= ROWS
 
         status = await anyio.run_process(
             _cli("status", "--journal", postgres_url, "--report", str(report)), env=env
