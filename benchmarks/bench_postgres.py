@@ -16,7 +16,14 @@ Targets (issue 17): throughput at 4 workers >= 2.5x one worker's; database time 
 input < 2 ms; never more than 48 requests in flight.
 
 Needs a server: ``OMNI_EDIT_TEST_POSTGRES=postgresql://user:pw@host/db`` (skipped
-without it). ``python benchmarks/bench_postgres.py [--inputs N] [--workers 1 2 4]``.
+without it). ``python benchmarks/bench_postgres.py [--inputs N] [--workers 1 2 4]
+[--latency SECONDS]``.
+
+Measured on a 2-core machine shared with other work (PostgreSQL 15 on the same
+machine): 1 worker ~145 inputs/s, 2 workers ~270-290 (1.9-2.0x), 4 workers 310-404
+(2.1-2.7x, the spread being this machine's cores: at 4 workers it runs five Python
+processes and the server on two cores); with ``--latency 0.1``, 4 workers gave 2.79x
+(93% of the cap's 3x). The server's time per input was 0.4-1.3 ms.
 """
 
 from __future__ import annotations
@@ -48,11 +55,11 @@ sys.path.insert(0, str(ROOT))
 # --- The emulator's process --------------------------------------------------------------
 
 
-async def _serve_emulator() -> None:
+async def _serve_emulator(latency: float) -> None:
     from omni_edit.emulator import Emulator
 
     async with Emulator(
-        processing_time=(0.05, 0.2), estimated_time=0.1, latency=LATENCY, seed=1
+        processing_time=(0.05, 0.2), estimated_time=0.1, latency=latency, seed=1
     ) as emu:
         print(emu.base_url, flush=True)
         loop = asyncio.get_running_loop()
@@ -174,9 +181,9 @@ def _spawn(*args: str, stdin: int | None = None) -> subprocess.Popen[str]:
     )
 
 
-async def _round(base: str, n: int, workers: int) -> dict[str, Any]:
+async def _round(base: str, n: int, workers: int, latency: float) -> dict[str, Any]:
     url, schema = await _fresh_schema(base)
-    emulator = await asyncio.to_thread(_spawn, "--emulator", stdin=subprocess.PIPE)
+    emulator = await asyncio.to_thread(_spawn, "--emulator", str(latency), stdin=subprocess.PIPE)
     try:
         assert emulator.stdout is not None
         assert emulator.stdin is not None
@@ -216,7 +223,7 @@ async def _round(base: str, n: int, workers: int) -> dict[str, Any]:
     }
 
 
-async def main(n: int, counts: list[int]) -> int:
+async def main(n: int, counts: list[int], latency: float) -> int:
     base = os.environ.get(ENV_VAR)
     if not base:
         print(
@@ -225,7 +232,7 @@ async def main(n: int, counts: list[int]) -> int:
         )
         return 0
     print(
-        f"{n} inputs; emulator latency {LATENCY * 1000:.0f} ms; {PER_WORKER_IN_FLIGHT} in flight"
+        f"{n} inputs; emulator latency {latency * 1000:.0f} ms; {PER_WORKER_IN_FLIGHT} in flight"
         f" per worker, account cap {ACCOUNT_CAP}"
     )
     print(
@@ -233,7 +240,7 @@ async def main(n: int, counts: list[int]) -> int:
     )
     results = []
     for workers in counts:
-        r = await _round(base, n, workers)
+        r = await _round(base, n, workers, latency)
         results.append(r)
         print(
             f"{r['workers']:>7}  {r['throughput']:>8.1f}  {r['max_in_flight']:>13}"
@@ -270,7 +277,7 @@ async def main(n: int, counts: list[int]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--emulator"]:
-        asyncio.run(_serve_emulator())
+        asyncio.run(_serve_emulator(float(sys.argv[2])))
         sys.exit(0)
     if sys.argv[1:2] == ["--worker"]:
         asyncio.run(_work(sys.argv[2], sys.argv[3]))
@@ -278,5 +285,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--inputs", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    # On a small shared machine, 50 ms latency at 48 in flight (~1,000 requests a
+    # second) can make its cores, not the API's latency, the limit at 4 workers;
+    # --latency 0.1 halves the load per request in flight.
+    parser.add_argument("--latency", type=float, default=LATENCY)
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.inputs, args.workers)))
+    sys.exit(asyncio.run(main(args.inputs, args.workers, args.latency)))
