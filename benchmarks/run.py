@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["bench_polling.py", "bench_probe.py", "bench_batch.py", "bench_journal.py"]
+BENCHMARKS = [
+    "bench_polling.py",
+    "bench_probe.py",
+    "bench_batch.py",
+    "bench_journal.py",
+    # Skipped, with a message, without $OMNI_EDIT_TEST_POSTGRES (a server to use).
+    "bench_postgres.py",
+]
 
 
 def main() -> int:

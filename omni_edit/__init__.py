@@ -8,6 +8,7 @@
 The names below are the whole public surface; modules starting with ``_`` are private.
 """
 
+from ._batch.batch_status import batch_outcomes, batch_status
 from ._client import Client
 from ._exceptions import (
     APIConnectionError,
@@ -36,6 +37,7 @@ from ._exceptions import (
 from ._models import (
     Balance,
     BatchProgress,
+    BatchStatus,
     Cost,
     EditInput,
     EditOutcome,
@@ -57,6 +59,7 @@ __all__ = [
     "BadRequestError",
     "Balance",
     "BatchProgress",
+    "BatchStatus",
     "Client",
     "Cost",
     "DownloadError",
@@ -86,4 +89,6 @@ __all__ = [
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "batch_outcomes",
+    "batch_status",
 ]

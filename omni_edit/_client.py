@@ -18,6 +18,7 @@ import anyio
 
 from ._batch.edit_many import BatchOptions, run_edit_many
 from ._batch.inputs import check_destination_callable
+from ._batch.postgres_journal import is_postgres_url, require_postgres_driver
 from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url
 from ._constants import (
     LIST_MAX_PAGES,
@@ -460,7 +461,7 @@ class Client:
 
     def edit_many(
         self,
-        requests: Iterable[EditInput] | AsyncIterable[EditInput],
+        requests: Iterable[EditInput] | AsyncIterable[EditInput] | None,
         *,
         concurrency: int | None = None,
         download_dir: str | PathLike[str] | None = None,
@@ -470,6 +471,7 @@ class Client:
         preflight: bool = False,
         task_retries: int = 2,
         destination: Callable[[int, EditRequest, int], str | PathLike[str]] | None = None,
+        account_concurrency: int | None = None,
     ) -> AsyncGenerator[EditOutcome, None]:
         """Edit many clips; yield one ``EditOutcome`` per input, in completion order.
 
@@ -498,6 +500,15 @@ class Client:
         replayed (``Client(replay_creates=False)``), an input whose create had an unknown
         outcome is reported as ``SubmissionUncertainError`` unless
         ``resubmit_uncertain=True``.
+        With a ``postgresql://`` (or ``postgres://``) URL as ``journal`` (the
+        ``omni-edit[postgres]`` extra), many hosts work one batch: ``requests`` are
+        loaded into the journal (loading the same inputs twice adds nothing) and every
+        caller on that journal, including one passing ``requests=None`` to join, takes
+        the next free inputs until the whole batch is done, yielding the outcomes of the
+        inputs it worked (``index``: the input's position where it was loaded). A dead
+        host's inputs are taken over once its lease lapses. ``account_concurrency``
+        stores in that journal an in-flight cap that all its workers share, and a 429
+        seen by one pauses all (docs/architecture.md#journals).
         Tasks that fail with a retryable code are resubmitted up to ``task_retries``
         times. ``on_progress(BatchProgress)`` (sync or async) hears every change.
 
@@ -511,6 +522,22 @@ class Client:
             raise ValidationError("task_retries must be 0 or more", field="task_retries")
         if destination is not None:
             check_destination_callable(destination)
+        shared = journal is not None and is_postgres_url(str(journal))
+        if shared:
+            require_postgres_driver()
+        elif requests is None:
+            raise ValidationError(
+                "requests may be None only to join a batch in a postgresql:// journal",
+                field="requests",
+            )
+        elif account_concurrency is not None:
+            raise ValidationError(
+                "account_concurrency needs a postgresql:// journal", field="account_concurrency"
+            )
+        if account_concurrency is not None and account_concurrency < 1:
+            raise ValidationError(
+                "account_concurrency must be at least 1", field="account_concurrency"
+            )
         options = BatchOptions(
             concurrency=concurrency or 4 * self.max_concurrency,
             download_dir=Path(download_dir) if download_dir is not None else None,
@@ -521,6 +548,8 @@ class Client:
             task_retries=task_retries,
             destination=destination,
             lease_seconds=journal_lease_seconds() if journal is not None else None,
+            limits=self._limits if shared else None,
+            account_concurrency=account_concurrency,
         )
         return self._on_own_loop(run_edit_many(self, requests, options))
 

@@ -202,6 +202,32 @@ class MediaInfo:
 
 
 @attrs.frozen
+class BatchStatus:
+    """A whole batch's progress in a shared (``postgresql://``) journal, from any host.
+
+    ``total`` inputs loaded: ``completed``; ``failed`` for good; ``retryable`` failed
+    this run but tried again when the batch is loaded again; ``uncertain`` (a create
+    whose answer was lost: loading the batch again replays its key); ``in_progress``
+    (claimed, submitted or waiting for a worker). ``queued`` inputs are still to be
+    finished by the workers on it; ``workers`` are alive now.
+    """
+
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    retryable: int = 0
+    uncertain: int = 0
+    in_progress: int = 0
+    queued: int = 0
+    workers: int = 0
+
+    @property
+    def done(self) -> bool:
+        """Nothing is left for the workers: every input has its outcome for this run."""
+        return self.queued == 0
+
+
+@attrs.frozen
 class EditOutcome:
     """The end of one input of ``edit_many``: a completed task, or the error that ended it.
 

@@ -59,3 +59,44 @@ def make_client(_opened: AsyncExitStack) -> ClientFactory:
         return await _opened.enter_async_context(oe.Client(key, base_url=emu.base_url, **options))
 
     return make
+
+
+# A PostgreSQL server for the shared journal's tests (.ci/run starts one and sets this).
+POSTGRES_ENV_VAR = "OMNI_EDIT_TEST_POSTGRES"
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """The URL of a fresh schema of its own on the test server, dropped afterwards.
+    Skipped outside CI when no server is named; in CI ($CI set) a missing one fails."""
+    import os
+    import secrets
+    from urllib.parse import quote
+
+    base = os.environ.get(POSTGRES_ENV_VAR)
+    if not base:
+        message = (
+            f"no PostgreSQL server: set {POSTGRES_ENV_VAR}=postgresql://user:pw@host/db"
+            " (on Debian: `pg_ctlcluster 15 main start`, then create a role and a database;"
+            " .ci/run does it all)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        import asyncpg
+    except ImportError:
+        pytest.fail("the postgres tests need asyncpg: pip install -e '.[dev]'")
+    schema = "t_" + secrets.token_hex(6)
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}search_path={quote(schema)}"
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()

@@ -43,6 +43,7 @@ PUBLIC = {
     "BadRequestError",
     "Balance",
     "BatchProgress",
+    "BatchStatus",
     "Client",
     "Cost",
     "DownloadError",
@@ -72,6 +73,8 @@ PUBLIC = {
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "batch_outcomes",
+    "batch_status",
 }
 
 

@@ -53,6 +53,7 @@ from .._exceptions import (
     TaskFailedError,
     ValidationError,
 )
+from .._http.limits import ClientLimits
 from .._http.retry import backoff_delay, retry_delay
 from .._models import (
     BatchProgress,
@@ -82,6 +83,7 @@ from .journal import (
     fingerprint,
 )
 from .ports import BatchClient
+from .postgres_journal import PostgresJournal, is_postgres_url
 from .sqlite_journal import SqliteJournal
 
 __all__ = ["BatchOptions", "run_edit_many"]
@@ -99,6 +101,10 @@ TASK_RETRY_BASE = 5.0
 # sent to be answered and recorded, before it gives up on it (the input then stays
 # "submitting" with its key, which a rerun replays).
 CANCEL_GRACE_SECONDS = 5.0
+# Inputs loaded into a shared journal per statement.
+_LOAD_CHUNK = 1000
+# How often a worker on a shared journal looks at its share of the account's cap.
+_SHARE_SECONDS = 0.2
 
 
 @attrs.frozen
@@ -114,6 +120,12 @@ class BatchOptions:
     destination: Callable[[int, EditRequest, int], str | PathLike[str]] | None = None
     # How long a claim on an input lasts unless renewed (None: JOURNAL_LEASE_SECONDS).
     lease_seconds: float | None = None
+    # The client's limits: with a shared journal, its in-flight cap follows this worker's
+    # share of the account's (``_share_account``).
+    limits: ClientLimits | None = None
+    # With a postgresql:// journal: the in-flight cap all workers share (kept in the
+    # journal; None keeps what it holds).
+    account_concurrency: int | None = None
 
 
 @attrs.frozen
@@ -141,10 +153,10 @@ class _ClaimedFeed:
     ``size`` ahead of them. Refilled in bursts (the reader wakes when half is taken),
     so a steady batch costs no wake-up per input: a worker's ``take`` is a pop."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, low: int | None = None) -> None:
         self._items: collections.deque[_Claiming] = collections.deque()
         self._size = size
-        self._low = size - 8
+        self._low = max(0, size - 8) if low is None else low
         self._ended = False
         self._room = asyncio.Event()
         self._ready = asyncio.Event()
@@ -155,6 +167,14 @@ class _ClaimedFeed:
             await self._room.wait()
         self._items.append(item)
         self._ready.set()
+
+    async def room(self) -> int:
+        """Wait until the workers have taken what brings it below its low mark; how
+        many it can take then."""
+        while len(self._items) > self._low:
+            self._room.clear()
+            await self._room.wait()
+        return self._size - len(self._items)
 
     def end(self) -> None:
         """No more inputs: every worker's ``take`` ends once the rest is taken."""
@@ -195,52 +215,218 @@ class _Batch:
         self._workers_left = options.concurrency
         self._workers_done = anyio.Event()
         self._occurrences = OccurrenceCounter()
+        # Inputs being worked now (with a journal): what this worker could send at once.
+        self._open = 0
 
     async def run(
         self,
-        requests: Iterable[EditInput] | AsyncIterable[EditInput],
+        requests: Iterable[EditInput] | AsyncIterable[EditInput] | None,
         send: asyncio.Queue[EditOutcome | None],
     ) -> None:
         error: Exception | None = None
         try:
-            if self.options.journal is not None:
-                self.journal = await SqliteJournal.open(
-                    self.options.journal, lease_seconds=self.options.lease_seconds
+            where = self.options.journal
+            if where is not None and is_postgres_url(where):
+                shared = await PostgresJournal.open(
+                    where, lease_seconds=self.options.lease_seconds, loading=requests is not None
                 )
-            try:
-                feed = InputFeed(requests)
-                # A task per worker, not per input: the group's own cost is paid
-                # ``concurrency`` times a batch, whatever the number of inputs.
+                self.journal = shared
                 try:
-                    async with anyio.create_task_group() as group:
-                        if self.journal is not None:
-                            group.start_soon(self._renew_leases, self.journal)
-                        async with anyio.create_task_group() as workers:
-                            source: InputFeed | _ClaimedFeed = feed
-                            if self.journal is not None:
-                                source = _ClaimedFeed(2 * self.options.concurrency)
-                                workers.start_soon(self._claim_ahead, self.journal, feed, source)
-                            if self.journal is not None:
-                                workers.start_soon(self._bound_creates)
-                            for _ in range(self.options.concurrency):
-                                workers.start_soon(self._work, source, send)
-                        group.cancel_scope.cancel()
-                except Exception as exc:
-                    raise _unwrap(exc) from None
-                # The inputs themselves failed. Edits already open were billed: they
-                # finished and reported before the error reaches the caller.
-                if feed.broken is not None:
-                    raise feed.broken
-            finally:
-                if self.journal is not None:
+                    await self._run_shared(shared, requests, send)
+                finally:
                     with anyio.CancelScope(shield=True):
-                        await self.journal.close()
+                        await shared.close()
+            elif requests is not None:
+                if where is not None:
+                    self.journal = await SqliteJournal.open(
+                        where, lease_seconds=self.options.lease_seconds
+                    )
+                await self._run_local(requests, send)
         except Exception as exc:
             error = exc
         # Not reached when cancelled: the consumer that cancelled reads no more.
         await send.put(None)
         if error is not None:
             raise error
+
+    async def _run_local(
+        self,
+        requests: Iterable[EditInput] | AsyncIterable[EditInput],
+        send: asyncio.Queue[EditOutcome | None],
+    ) -> None:
+        """Without a journal, or with a SQLite one: the inputs read in order, each claimed
+        as it is read."""
+        try:
+            feed = InputFeed(requests)
+            # A task per worker, not per input: the group's own cost is paid
+            # ``concurrency`` times a batch, whatever the number of inputs.
+            try:
+                async with anyio.create_task_group() as group:
+                    if self.journal is not None:
+                        group.start_soon(self._renew_leases, self.journal)
+                    async with anyio.create_task_group() as workers:
+                        source: InputFeed | _ClaimedFeed = feed
+                        if self.journal is not None:
+                            source = _ClaimedFeed(2 * self.options.concurrency)
+                            workers.start_soon(self._claim_ahead, self.journal, feed, source)
+                        if self.journal is not None:
+                            workers.start_soon(self._bound_creates)
+                        for _ in range(self.options.concurrency):
+                            workers.start_soon(self._work, source, send)
+                    group.cancel_scope.cancel()
+            except Exception as exc:
+                raise _unwrap(exc) from None
+            # The inputs themselves failed. Edits already open were billed: they
+            # finished and reported before the error reaches the caller.
+            if feed.broken is not None:
+                raise feed.broken
+        finally:
+            if self.journal is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.journal.close()
+
+    async def _run_shared(
+        self,
+        journal: PostgresJournal,
+        requests: Iterable[EditInput] | AsyncIterable[EditInput] | None,
+        send: asyncio.Queue[EditOutcome | None],
+    ) -> None:
+        """With a postgresql:// journal: the inputs (if any) loaded into the journal's
+        queue while this worker, like every other, takes the next free ones from it,
+        until the whole batch is done (docs/architecture.md#journals)."""
+        if self.options.account_concurrency is not None:
+            await journal.set_account_cap(self.options.account_concurrency)
+        feed = InputFeed(requests) if requests is not None else None
+        # Few claimed ahead (half the open edits, refilled half at a time): an input
+        # held here waits for this worker's slots while another worker, at the batch's
+        # end, might have had free ones; enough that a slow claim starves no one.
+        size = max(8, self.options.concurrency // 2)
+        claimed = _ClaimedFeed(size, low=size // 2)
+        loading = anyio.Event()
+        if feed is None:
+            loading.set()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._renew_leases, journal)
+                if self.options.limits is not None and (
+                    self.options.account_concurrency is not None
+                    or await journal.account_cap() is not None
+                ):
+                    group.start_soon(self._share_account, journal, self.options.limits)
+                async with anyio.create_task_group() as workers:
+                    if feed is not None:
+                        workers.start_soon(self._load, journal, feed, claimed, loading)
+                    workers.start_soon(self._claim_next, journal, claimed, loading)
+                    workers.start_soon(self._bound_creates)
+                    for _ in range(self.options.concurrency):
+                        workers.start_soon(self._work, claimed, send)
+                group.cancel_scope.cancel()
+        except Exception as exc:
+            raise _unwrap(exc) from None
+        if feed is not None and feed.broken is not None:
+            raise feed.broken
+
+    async def _load(
+        self,
+        journal: PostgresJournal,
+        feed: InputFeed,
+        claimed: _ClaimedFeed,
+        loading: anyio.Event,
+    ) -> None:
+        """Read the inputs and put them in the journal's queue, in chunks; an input that
+        is not valid gets its outcome here (it is never queued)."""
+        chunk: list[tuple[int, Identity, tuple[str, str, str | None]]] = []
+        try:
+            while (item := await feed.take()) is not None:
+                index, raw = item
+                prepared = self._prepare(index, raw)
+                if isinstance(prepared, EditOutcome):
+                    await claimed.put(_Claiming(index, raw, prepared))
+                    continue
+                request, digest = prepared
+                identity = Identity(digest, self._occurrences.next(digest))
+                chunk.append(
+                    (index, identity, (request.video_url, request.prompt, request.callback_url))
+                )
+                if len(chunk) >= _LOAD_CHUNK:
+                    await journal.load(chunk)
+                    chunk = []
+            await journal.load(chunk)
+            await journal.loaded()
+        except JournalError as exc:
+            self._journal_broken(exc, None, None)
+        finally:
+            loading.set()
+
+    async def _claim_next(
+        self, journal: PostgresJournal, claimed: _ClaimedFeed, loading: anyio.Event
+    ) -> None:
+        """Take the next free inputs from the journal's queue for the workers, until
+        none is left in the whole batch (inputs another worker holds are left to it, or
+        taken over once its lease lapses)."""
+        loop = asyncio.get_running_loop()
+        submit = not self.options.preflight and self.client.replay_creates
+        try:
+            while self.halt is None:
+                taken = await journal.claim_next(await claimed.room(), submit=submit)
+                for seq, (video_url, prompt, callback_url), claim in taken:
+                    request = EditRequest(video_url, prompt, callback_url)
+                    ready: asyncio.Future[Claim] = loop.create_future()
+                    ready.set_result(claim)
+                    await claimed.put(_Claiming(seq, request, (request, ready)))
+                if taken:
+                    continue
+                left, others_loading = await journal.batch_left()
+                if left == 0 and not others_loading and loading.is_set():
+                    break
+                await anyio.sleep(JOURNAL_BUSY_POLL_SECONDS)
+        except JournalError as exc:
+            self._journal_broken(exc, None, None)
+        try:
+            # Halted: the loader may still hand over outcomes of inputs it refused,
+            # and the workers must be there to take them.
+            await loading.wait()
+        finally:
+            claimed.end()
+
+    async def _share_account(self, journal: PostgresJournal, limits: ClientLimits) -> None:
+        """Hold this worker's share of the account's in-flight cap: the client's own
+        cap follows the slots held in the journal, taken there before they are used
+        here and given back only once free here, so that all workers together never
+        exceed the account's cap. A 429 seen by any worker pauses all of them."""
+        slots = limits.slots
+        want = limits.max_concurrency
+        # Until slots are held in the journal, this worker sends nothing.
+        unheld = 0
+        try:
+            while unheld < want:
+                await slots.acquire()
+                unheld += 1
+            limits.pause.observer = journal.publish_pause
+            await journal.listen(limits.pause.hold)
+            while True:
+                # What this worker could use now: a request per open edit, at most the
+                # client's cap. A worker near its end leaves the rest to the others.
+                need = min(want, self._open)
+                change, _, pause = await journal.share_slots(want - unheld, need)
+                if pause:
+                    limits.pause.hold(pause)
+                if change > 0:
+                    for _ in range(change):
+                        slots.release()
+                        unheld -= 1
+                elif change < 0:
+                    for _ in range(-change):
+                        await slots.acquire()
+                        unheld += 1
+                    await journal.give_slots(-change)
+                await anyio.sleep(min(_SHARE_SECONDS, journal.lease_seconds / 3))
+        except JournalError as exc:
+            self._journal_broken(exc, None, None)
+        finally:
+            limits.pause.observer = None
+            for _ in range(unheld):
+                slots.release()
 
     async def _renew_leases(self, journal: JournalStore) -> None:
         """Keep this run's claims alive: renewed three times a lease."""
@@ -277,7 +463,11 @@ class _Batch:
                 # Nothing to wait for: answer now, at the consumer's pace.
                 outcome: EditOutcome | None = self._halted(index, raw)
             elif isinstance(item, _Claiming):
-                outcome = await self._edit_claimed(item)
+                self._open += 1
+                try:
+                    outcome = await self._edit_claimed(item)
+                finally:
+                    self._open -= 1
             else:
                 outcome = await self._edit(index, raw)
             if outcome is None:
@@ -852,7 +1042,7 @@ def _recorded_error(entry: JournalEntry) -> OmniEditError:
 
 async def run_edit_many(
     client: BatchClient,
-    requests: Iterable[EditInput] | AsyncIterable[EditInput],
+    requests: Iterable[EditInput] | AsyncIterable[EditInput] | None,
     options: BatchOptions,
 ) -> AsyncGenerator[EditOutcome, None]:
     """The async iterator behind ``Client.edit_many``."""

@@ -6,6 +6,8 @@
     omni-edit batch MANIFEST [--report FILE] [--dry-run]  a CSV/JSONL of clips, resumable
     omni-edit status TASK_ID | wait TASK_ID [--out FILE]  one task
     omni-edit balance | tasks [--status S]                the account's credits and tasks
+    omni-edit worker --journal URL --out-dir DIR          join a shared batch (PostgreSQL)
+    omni-edit status --journal URL [--report FILE]        a shared batch's progress
     omni-edit emulator                                    the local emulator of the API
     omni-edit demo                                        all of it, no key needed
     omni-edit --version                                   the installed version
@@ -31,11 +33,13 @@ import traceback
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from .._batch.postgres_journal import redact_dsn
 from .account_commands import run_balance, run_tasks
 from .batch_command import BatchSettings, run_batch
 from .context import Context
-from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, explain
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, UsageError, explain
 from .parser import build_parser
+from .shared_batch import WorkerSettings, is_shared, run_batch_status, run_worker
 from .streams import put
 from .task_commands import run_edit, run_status, run_wait
 
@@ -117,7 +121,22 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             force=args.force,
         )
     if args.command == "status":
+        if args.journal is not None:
+            if args.task_id is not None:
+                raise UsageError("status takes a TASK_ID or --journal, not both")
+            return await run_batch_status(ctx, args.journal, args.report)
+        if args.task_id is None:
+            raise UsageError("status needs a TASK_ID (or --journal postgresql://… for a batch)")
         return await run_status(ctx, args.task_id)
+    if args.command == "worker":
+        worker = WorkerSettings(
+            journal=args.journal,
+            out_dir=args.out_dir,
+            concurrency=args.concurrency,
+            account_concurrency=args.account_concurrency,
+            preflight=args.preflight,
+        )
+        return await run_worker(ctx, worker)
     if args.command == "wait":
         return await run_wait(ctx, args.task_id, out=args.out, force=args.force)
     if args.command == "balance":
@@ -137,6 +156,7 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             ignore_balance=args.ignore_balance,
             credits_per_1k_tokens=args.credits_per_1k_tokens,
             rerun=_rerun_command(argv),
+            account_concurrency=args.account_concurrency,
         )
         return await run_batch(ctx, settings)
     from .demo import run_demo
@@ -149,6 +169,7 @@ def _rerun_command(argv: list[str]) -> str:
     screen or in a log is a leaked key. It is dropped, and the user told to pass it."""
     kept: list[str] = []
     dropped = False
+    hidden = False
     skip = False
     for arg in argv:
         if skip:
@@ -158,8 +179,13 @@ def _rerun_command(argv: list[str]) -> str:
         elif arg.startswith("--api-key="):
             dropped = True
         else:
-            kept.append(arg)
+            # A journal's URL without its password (shown as ***).
+            shown = redact_dsn(arg) if is_shared(arg) else arg
+            hidden = hidden or ("***" in shown and "***" not in arg)
+            kept.append(shown)
     command = shlex.join(["omni-edit", *kept])
+    if hidden:
+        command += " (with the journal's password for ***)"
     return command + (" (with your API key, as before)" if dropped else "")
 
 

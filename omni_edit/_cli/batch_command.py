@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from .._batch.batch_status import batch_status
 from .._batch.inputs import output_name
+from .._batch.postgres_journal import redact_dsn
 from .._client import Client
 from .._config import find_api_key
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE, MAX_VIDEO_SECONDS
@@ -40,6 +42,7 @@ from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
 from .manifest import Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
 from .report import Report, ReportRow, describe
+from .shared_batch import is_shared, write_report
 
 __all__ = ["BatchSettings", "run_batch"]
 
@@ -58,7 +61,8 @@ class BatchSettings:
     manifest: Path
     out_dir: Path | None = None
     concurrency: int = DEFAULT_CONCURRENCY
-    journal: Path | None = None
+    # A file path, or a postgresql:// URL: the batch shared with workers on other hosts.
+    journal: Path | str | None = None
     report: Path | None = None
     resubmit_uncertain: bool = False
     preflight: bool = True
@@ -66,10 +70,24 @@ class BatchSettings:
     ignore_balance: bool = False
     credits_per_1k_tokens: float = CREDITS_PER_1K_TOKENS_ESTIMATE
     rerun: str = ""
+    # With a shared journal: the in-flight cap all its workers share.
+    account_concurrency: int | None = None
+
+    @property
+    def shared(self) -> bool:
+        return isinstance(self.journal, str) and is_shared(self.journal)
 
     @property
     def journal_path(self) -> Path:
-        return self.journal or self.manifest.with_name(self.manifest.name + ".journal.sqlite")
+        if self.journal is None:
+            return self.manifest.with_name(self.manifest.name + ".journal.sqlite")
+        return Path(self.journal)
+
+    @property
+    def journal_shown(self) -> str:
+        if isinstance(self.journal, str) and self.shared:
+            return redact_dsn(self.journal)
+        return str(self.journal_path)
 
     @property
     def out_dir_path(self) -> Path:
@@ -209,9 +227,13 @@ async def _check_balance(
 async def _edit_all(
     ctx: Context, client: Client, settings: BatchSettings, manifest: Manifest, scan: _Scan
 ) -> int:
-    journal = settings.journal_path
-    if not journal.parent.is_dir():
+    journal: Path | str = settings.journal_path
+    if isinstance(settings.journal, str) and settings.shared:
+        journal = settings.journal
+    elif not settings.journal_path.parent.is_dir():
         raise UsageError(f"cannot keep the journal at {journal}: no such folder")
+    elif settings.account_concurrency is not None:
+        raise UsageError("--account-concurrency needs a shared journal: --journal postgresql://…")
     out_dir = settings.out_dir_path
 
     def destination(index: int, request: EditRequest, occurrence: int) -> Path:
@@ -230,7 +252,9 @@ async def _edit_all(
             # {} is refused by the SDK at once: the row keeps its index, costs nothing.
             yield {} if row.problem is not None else row.fields
 
-    report = _open_report(settings.report)
+    # A shared batch's report is written from the journal at the end: it covers the
+    # inputs the other workers did too.
+    report = None if settings.shared else _open_report(settings.report)
     progress = make_progress(scan.total, ctx.err, json=ctx.json)
     tally: Counter[str] = Counter()
     halt: BaseException | None = None
@@ -247,6 +271,7 @@ async def _edit_all(
             resubmit_uncertain=settings.resubmit_uncertain,
             preflight=settings.preflight,
             destination=destination,
+            account_concurrency=settings.account_concurrency,
         )
         async with ticking(progress), contextlib.aclosing(outcomes):
             async for outcome in outcomes:
@@ -267,6 +292,8 @@ async def _edit_all(
             report.close()
     ctx.on_interrupt = None
     credits = progress.counts.credits_reserved
+    if isinstance(journal, str):
+        return await _summarize_shared(ctx, settings, journal, tally, credits, halt)
     return _summarize(ctx, settings, scan.total, tally, credits, halt, report)
 
 
@@ -327,7 +354,7 @@ def _summarize(
                 "found_done": tally["resumed"],
                 "credits_reserved": round(credits, 2),
                 "out_dir": str(settings.out_dir_path),
-                "journal": str(settings.journal_path),
+                "journal": settings.journal_shown,
                 "report": str(report.path) if report else None,
                 "exit_code": status,
             }
@@ -350,7 +377,7 @@ def _summarize(
         ctx.say(f"  results  {settings.out_dir_path}/")
     if report is not None:
         ctx.say(f"  report   {report.path}")
-    ctx.say(f"  journal  {settings.journal_path}")
+    ctx.say(f"  journal  {settings.journal_shown}")
     ctx.say(f"  credits  {credits:.1f} reserved by the tasks this run submitted")
     if tally["uncertain"]:
         ctx.say(
@@ -358,4 +385,49 @@ def _summarize(
             " after replays: running the same command again replays their recorded keys,"
             " which finds a task already made instead of paying twice"
         )
+    return status
+
+
+async def _summarize_shared(
+    ctx: Context,
+    settings: BatchSettings,
+    journal: str,
+    tally: Counter[str],
+    credits: float,
+    halt: BaseException | None,
+) -> int:
+    """A shared batch: this host's share, then the whole batch as the journal has it."""
+    status = EXIT_OK
+    if halt is not None:
+        message, status = explain(halt, ctx.effective_base_url)
+        ctx.note(f"omni-edit: error: {message}")
+    whole = await batch_status(journal)
+    if settings.report is not None:
+        await write_report(journal, settings.report)
+    if status == EXIT_OK and (whole.completed != whole.total or tally["invalid"]):
+        status = EXIT_FAILED
+    if ctx.json:
+        ctx.emit(
+            {
+                "event": "summary",
+                "worked": sum(tally.values()),
+                **{key: tally[key] for key in ("completed", "failed", "uncertain", "invalid")},
+                "batch": attrs.asdict(whole),
+                "credits_reserved": round(credits, 2),
+                "out_dir": str(settings.out_dir_path),
+                "journal": settings.journal_shown,
+                "report": str(settings.report) if settings.report else None,
+                "exit_code": status,
+            }
+        )
+        return status
+    ctx.say(
+        f"this host: {tally['completed']} completed of {plural(sum(tally.values()), 'input')}"
+        f" it worked; {whole.completed} of {plural(whole.total, 'input')} of the batch completed"
+        + ("" if whole.done else f", {whole.queued} still to finish on other workers")
+    )
+    if settings.report is not None:
+        ctx.say(f"  report   {settings.report}")
+    ctx.say(f"  journal  {settings.journal_shown}")
+    ctx.say(f"  credits  {credits:.1f} reserved by the tasks this host submitted")
     return status

@@ -125,8 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = _Commands(parser)
     _add_edit(commands)
     _add_batch(commands)
-    status = commands.add("status", "show a task's state", "Read a task once and show it.")
-    status.add_argument("task_id", metavar="TASK_ID")
+    status = commands.add(
+        "status",
+        "show a task's state, or a shared batch's progress",
+        "Read a task once and show it; or, with --journal postgresql://…, show the whole"
+        " shared batch's progress (from any host).",
+    )
+    status.add_argument("task_id", metavar="TASK_ID", nargs="?")
+    status.add_argument(
+        "--journal", metavar="URL", help="a shared journal (postgresql://…): its batch's progress"
+    )
+    status.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="with --journal: write the batch's report, one row per finished input",
+    )
+    _add_worker(commands)
     wait = commands.add(
         "wait",
         "wait for a task and save its result",
@@ -205,10 +220,11 @@ def _add_batch(commands: _Commands) -> None:
     )
     batch.add_argument(
         "--journal",
-        type=Path,
-        metavar="FILE",
-        help="resume journal (default: <manifest>.journal.sqlite beside the manifest)",
+        metavar="FILE|URL",
+        help="resume journal (default: <manifest>.journal.sqlite beside the manifest); a"
+        " postgresql:// URL loads the batch there, for workers on other hosts to join",
     )
+    _add_account_concurrency(batch)
     batch.add_argument(
         "--resubmit-uncertain",
         action="store_true",
@@ -272,6 +288,43 @@ def _add_account(commands: _Commands) -> None:
         default=50,
         metavar="N",
         help="show at most N tasks (default %(default)s)",
+    )
+
+
+def _add_account_concurrency(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--account-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="with a postgresql:// journal: requests in flight for the whole account, shared"
+        " by every worker on the batch (kept in the journal)",
+    )
+
+
+def _add_worker(commands: _Commands) -> None:
+    worker = commands.add(
+        "worker",
+        "join a batch in a shared journal and work it until it is done",
+        "Join the batch that `omni-edit batch MANIFEST --journal postgresql://…` loaded,"
+        " and work its inputs with the other workers until the whole batch is done.",
+    )
+    worker.add_argument("--journal", required=True, metavar="URL", help="postgresql://…")
+    worker.add_argument(
+        "--out-dir", required=True, type=Path, metavar="DIR", help="where results go"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="edits open at once (default %(default)s)",
+    )
+    _add_account_concurrency(worker)
+    worker.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help="do not read each clip's header before submitting it",
     )
 
 

@@ -81,13 +81,23 @@ class Pause:
     would get one too, so all of them wait out the server's ``Retry-After``.
     """
 
-    __slots__ = ("_clock", "_until")
+    __slots__ = ("_clock", "_until", "observer")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._until = 0.0
+        # Told of every pause a 429 here starts: a batch sharing the account's budget
+        # passes it on to its other workers (docs/architecture.md#journals).
+        self.observer: Callable[[float], None] | None = None
 
     def pause_for(self, seconds: float) -> None:
+        self.hold(seconds)
+        if self.observer is not None:
+            self.observer(seconds)
+
+    def hold(self, seconds: float) -> None:
+        """Pause for ``seconds`` without telling the observer (a pause heard from
+        another worker)."""
         self._until = max(self._until, self._clock() + seconds)
 
     def remaining(self) -> float:
