@@ -24,7 +24,7 @@ read, never a second task (docs/reliability.md#journal).
 
 The account's in-flight cap is shared through ``omni_edit_slots`` (one row per request
 allowed in flight, held by a live worker) and the 429 pause through a row and a
-``NOTIFY`` (``account.py``).
+``NOTIFY`` (the budget calls below, used by ``edit_many``'s ``_share_account``).
 
 The connection URL's password never appears in ``location``, a message or a log line:
 ``redact_dsn`` replaces it, and every database error's text is scrubbed of it.
@@ -798,7 +798,7 @@ class PostgresJournal:
             )
         )
 
-    # --- The account's budget (see account.py) --------------------------------------------
+    # --- The account's budget (used by edit_many's _share_account) --------------------------
 
     async def set_account_cap(self, cap: int) -> None:
         """Make the account's in-flight cap ``cap`` requests, for every worker."""
