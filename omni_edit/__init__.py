@@ -28,11 +28,13 @@ from ._exceptions import (
     RequestTooLargeError,
     ResultExpiredError,
     ServerError,
+    StorageError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
     WaitTimeoutError,
 )
+from ._media.storage import S3Storage, Storage
 from ._models import (
     BatchProgress,
     EditInput,
@@ -40,6 +42,7 @@ from ._models import (
     EditRequest,
     MediaInfo,
     PollPolicy,
+    StoredClip,
     Task,
     TaskError,
     TaskStatus,
@@ -72,7 +75,11 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "ResultExpiredError",
+    "S3Storage",
     "ServerError",
+    "Storage",
+    "StorageError",
+    "StoredClip",
     "SubmissionUncertainError",
     "Task",
     "TaskError",

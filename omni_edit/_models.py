@@ -23,6 +23,7 @@ __all__ = [
     "EditRequest",
     "MediaInfo",
     "PollPolicy",
+    "StoredClip",
     "Task",
     "TaskError",
     "TaskStatus",
@@ -109,6 +110,21 @@ class EditRequest:
     callback_url: str | None = attrs.field(default=None, repr=redact_optional_url)
 
 
+@attrs.frozen
+class StoredClip:
+    """A local clip in the configured storage (``Client.upload``): ``url`` is a
+    presigned GET URL (its query string, a credential, is redacted in ``repr``) valid
+    until ``expires`` (aware UTC); the object is named by the file's ``sha256``;
+    ``uploaded`` is false when the object was there already and nothing was sent."""
+
+    url: str = attrs.field(repr=redact_url)
+    sha256: str
+    size: int
+    uploaded: bool
+    expires: datetime
+    path: str
+
+
 # What ``edit_many`` accepts as one input: an ``EditRequest``, a ``(video_url, prompt)``
 # or ``(video_url, prompt, callback_url)`` tuple, or a mapping with those keys. Public,
 # so that a list mixing the forms can be annotated (``list[omni_edit.EditInput]``).
@@ -120,13 +136,16 @@ EditInput: TypeAlias = (
 @attrs.frozen
 class BatchProgress:
     """A batch's counts so far: ``submitted`` tasks created by this run, ``running``
-    edits open, ``done`` and ``failed`` outcomes, ``credits_reserved`` by this run."""
+    edits open, ``done`` and ``failed`` outcomes, ``credits_reserved`` by this run;
+    local clips ``uploading`` now and ``uploaded`` by this run (docs/storage.md)."""
 
     submitted: int = 0
     running: int = 0
     done: int = 0
     failed: int = 0
     credits_reserved: float = 0.0
+    uploading: int = 0
+    uploaded: int = 0
 
 
 @attrs.frozen
