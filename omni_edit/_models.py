@@ -6,8 +6,10 @@ Models never parse JSON themselves; ``_wire/convert.py`` builds them from the wi
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping
 from datetime import datetime
+from os import PathLike
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -101,11 +103,19 @@ class Task:
         return self.results[0] if self.results else None
 
 
+def _path_text(value: str | PathLike[str]) -> str:
+    """A local clip given as a ``Path`` is kept as its text (anything else as it is,
+    for the input checks to refuse)."""
+    return os.fspath(value) if isinstance(value, PathLike) else value
+
+
 @attrs.frozen
 class EditRequest:
-    """One clip to edit: an mp4 URL of at most 10 s and the prompt describing the change."""
+    """One clip to edit: an mp4 URL of at most 10 s, or a local clip (a path, a
+    ``Path``, a ``file://`` URL: uploaded to the client's storage, docs/storage.md),
+    and the prompt describing the change."""
 
-    video_url: str = attrs.field(repr=redact_url)
+    video_url: str = attrs.field(repr=redact_url, converter=_path_text)
     prompt: str
     callback_url: str | None = attrs.field(default=None, repr=redact_optional_url)
 
@@ -128,8 +138,12 @@ class StoredClip:
 # What ``edit_many`` accepts as one input: an ``EditRequest``, a ``(video_url, prompt)``
 # or ``(video_url, prompt, callback_url)`` tuple, or a mapping with those keys. Public,
 # so that a list mixing the forms can be annotated (``list[omni_edit.EditInput]``).
+# A local clip may be a ``Path`` (docs/storage.md).
 EditInput: TypeAlias = (
-    EditRequest | tuple[str, str] | tuple[str, str, str | None] | Mapping[str, Any]
+    EditRequest
+    | tuple[str | PathLike[str], str]
+    | tuple[str | PathLike[str], str, str | None]
+    | Mapping[str, Any]
 )
 
 

@@ -249,3 +249,90 @@ async def test_storage_settings_are_checked(s3_server: S3Server) -> None:
     storage = oe.S3Storage.from_url("s3://bucket/a/b/", endpoint_url=s3_server.endpoint)
     assert storage.location == "s3://bucket/a/b"
     assert SECRET not in repr(storage)
+
+
+# --- In a batch --------------------------------------------------------------------------
+
+
+async def test_a_batch_of_local_clips_reruns_from_its_journal_wherever_the_folder_moved(
+    emu: Emulator,
+    make_client: ClientFactory,
+    storage: oe.S3Storage,
+    s3_server: S3Server,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    names = ["clip_9_9s.mp4", "faststart.mp4", "moov_at_end.mp4"]
+    clips = [_copy(name, first) for name in names]
+    journal = tmp_path / "run.sqlite"
+    client = await make_client(emu, storage=storage)
+    seen: list[oe.BatchProgress] = []
+
+    async def run(paths: list[Path]) -> list[oe.EditOutcome]:
+        return [
+            outcome
+            async for outcome in client.edit_many(
+                [(path, "warmer") for path in paths],
+                journal=journal,
+                download_dir=tmp_path / "out",
+                on_progress=seen.append,
+            )
+        ]
+
+    outcomes = await run(clips)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert len(emu.tasks) == 3
+    assert sorted(s3_server.object_names(bucket)) == sorted(f"in/{_sha(c)}.mp4" for c in clips)
+    assert seen[-1].uploaded == 3
+    assert max(p.uploading for p in seen) >= 1
+    # Results are named after the clip.
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "out").iterdir()) == [
+        "clip_9_9s",
+        "faststart",
+        "moov_at_end",
+    ]
+
+    # The folder moved: the clips are known by their content, so nothing is sent again.
+    moved = first.rename(tmp_path / "moved")
+    seen.clear()
+    outcomes = await run([moved / name for name in names])
+    assert all(o.ok and o.resumed for o in outcomes)
+    assert len(emu.tasks) == 3
+    assert all(p.uploaded == 0 and p.submitted == 0 for p in seen)
+
+
+async def test_a_lost_create_is_replayed_with_the_url_it_carried(
+    emu: Emulator,
+    make_client: ClientFactory,
+    storage: oe.S3Storage,
+    tmp_path: Path,
+) -> None:
+    from omni_edit._batch.journal import Identity, fingerprint
+    from omni_edit._batch.sqlite_journal import SqliteJournal
+
+    client = await make_client(emu, storage=storage)
+    clip = _copy("clip_9_9s.mp4", tmp_path)
+    # Signed for another lifetime: a URL signed now would differ from it.
+    earlier = await make_client(emu, storage=storage, storage_url_seconds=3600)
+    stored = await earlier.upload(clip)
+    # An earlier run recorded "submitting" with its key and URL, and its create reached
+    # the gateway (which made the task) but its answer was lost.
+    key = "oe-replayed-key-0123456789abcdef"
+    identity = Identity(fingerprint(f"sha256:{stored.sha256}", "warmer", None), 0)
+    journal_path = tmp_path / "run.sqlite"
+    journal = await SqliteJournal.open(str(journal_path))
+    await journal.claim(identity, (str(clip), "warmer", None), submit=False)
+    await journal.submitting(identity, 1, key, video_url=stored.url)
+    await journal.close()
+    made = await client.submit(stored.url, "warmer", idempotency_key=key)
+
+    # The rerun sends the same request again (a fresh URL would be another request, a
+    # 409 idempotency_conflict), and the gateway answers with the task it made.
+    outcomes = [o async for o in client.edit_many([(clip, "warmer")], journal=journal_path)]
+    assert outcomes[0].ok, outcomes[0].error
+    assert outcomes[0].task is not None
+    assert outcomes[0].task.id == made.id
+    assert emu.stats.replays == 1
+    assert len(emu.tasks) == 1
