@@ -8,6 +8,7 @@ closed when the test ends, newest first (clients before the emulators they talk 
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -70,6 +71,8 @@ class S3Server:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        # Its request log would fill every failing test's output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

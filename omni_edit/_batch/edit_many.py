@@ -49,6 +49,7 @@ from .._exceptions import (
     OmniEditError,
     RateLimitError,
     ServerError,
+    StorageError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
@@ -778,7 +779,9 @@ class _Batch:
         return await self.client.download(task, dest)
 
     async def _record_failure(self, item: _Input, exc: Exception, task: Task | None) -> None:
-        if isinstance(exc, ACCOUNT_ERRORS) and self.halt is None:
+        # A storage that refuses one upload (its credentials, its bucket) refuses them all.
+        if isinstance(exc, (*ACCOUNT_ERRORS, StorageError)) and self.halt is None:
+            assert isinstance(exc, OmniEditError)
             self.halt = exc
         if isinstance(exc, JournalError):
             self._journal_broken(exc, item.index, task)

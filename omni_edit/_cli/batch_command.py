@@ -12,6 +12,7 @@ again" resume.
 from __future__ import annotations
 
 import contextlib
+import os
 from array import array
 from collections import Counter
 from collections.abc import Iterator
@@ -23,13 +24,13 @@ import attrs
 from .._batch.inputs import output_name
 from .._client import Client
 from .._constants import CREDITS_PER_1K_TOKENS_ESTIMATE
-from .._exceptions import ACCOUNT_ERRORS, DownloadError, JournalError
+from .._exceptions import ACCOUNT_ERRORS, DownloadError, JournalError, StorageError
 from .._models import EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
 from .dry_run import dry_run
 from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
-from .manifest import Manifest, Row, is_inside
+from .manifest import FolderManifest, Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
 from .report import Report, ReportRow, describe
 
@@ -57,14 +58,22 @@ class BatchSettings:
     dry_run: bool = False
     credits_per_1k_tokens: float = CREDITS_PER_1K_TOKENS_ESTIMATE
     rerun: str = ""
+    # With a folder for ``manifest``: the prompt for every clip, and which files are clips.
+    prompt: str | None = None
+    glob: str = "*.mp4"
+
+    @property
+    def _source(self) -> Path:
+        # A folder named "." or "clips/" has its real name once made absolute.
+        return Path(os.path.abspath(self.manifest)) if self.manifest.is_dir() else self.manifest
 
     @property
     def journal_path(self) -> Path:
-        return self.journal or self.manifest.with_name(self.manifest.name + ".journal.sqlite")
+        return self.journal or self._source.with_name(self._source.name + ".journal.sqlite")
 
     @property
     def out_dir_path(self) -> Path:
-        return self.out_dir or self.manifest.with_name(f"{self.manifest.stem}-results")
+        return self.out_dir or self._source.with_name(f"{self._source.stem}-results")
 
 
 @attrs.define
@@ -92,7 +101,7 @@ def _scan(ctx: Context, manifest: Manifest) -> _Scan:
         if row.problem is not None:
             scan.problems[row.index] = row
             if len(scan.problems) <= _MAX_PROBLEMS_SHOWN:
-                ctx.note(f"manifest line {row.line}: {row.problem}")
+                ctx.note(f"{manifest.row_label} {row.line}: {row.problem}")
         elif row.output is not None:
             scan.outputs[row.index] = row.output
     if len(scan.problems) > _MAX_PROBLEMS_SHOWN:
@@ -115,11 +124,7 @@ async def run_batch(
     # The client first, so that a missing key or a bad base URL is the only message.
     async with ctx.open_client(poll=poll, key_needed=not settings.dry_run) as client:
         host = urlsplit(client.base_url).hostname or ""
-        manifest = Manifest(
-            settings.manifest,
-            out_dir=settings.out_dir_path,
-            allow_loopback_callbacks=is_loopback_host(host),
-        )
+        manifest = _manifest(settings, allow_loopback_callbacks=is_loopback_host(host))
         scan = _scan(ctx, manifest)
         if settings.dry_run:
             return await dry_run(
@@ -130,6 +135,31 @@ async def run_batch(
                 credits_per_1k_tokens=settings.credits_per_1k_tokens,
             )
         return await _edit_all(ctx, client, settings, manifest, scan)
+
+
+def _manifest(settings: BatchSettings, *, allow_loopback_callbacks: bool) -> Manifest:
+    """The batch's inputs: a manifest file, or a folder of clips with ``--prompt``."""
+    if settings.manifest.is_dir():
+        if settings.prompt is None:
+            raise UsageError(
+                f"{settings.manifest} is a folder: give the prompt for its clips with --prompt"
+            )
+        return FolderManifest(
+            settings.manifest,
+            pattern=settings.glob,
+            prompt=settings.prompt,
+            out_dir=settings.out_dir_path,
+        )
+    if settings.prompt is not None:
+        raise UsageError(
+            f"--prompt goes with a folder of clips, and {settings.manifest} is not a folder"
+            " (a manifest has its own prompts)"
+        )
+    return Manifest(
+        settings.manifest,
+        out_dir=settings.out_dir_path,
+        allow_loopback_callbacks=allow_loopback_callbacks,
+    )
 
 
 async def _edit_all(
@@ -186,7 +216,7 @@ async def _edit_all(
                 if halted and halt is None:
                     halt = outcome.error
                 # A refused key is told once, at the end, not once per input.
-                _show(ctx, progress, row, report, quiet=halted)
+                _show(ctx, progress, row, report, quiet=halted, label=manifest.row_label)
     finally:
         progress.close()
         if report is not None:
@@ -206,13 +236,20 @@ def _open_report(path: Path | None) -> Report | None:
 
 
 def _halted(outcome: EditOutcome) -> bool:
-    # A refused key, an empty account or a journal that cannot be written fails every
-    # input alike: it is the user's setup, not the edits, and it is told once.
-    return isinstance(outcome.error, (*ACCOUNT_ERRORS, JournalError))
+    # A refused key, an empty account, a journal that cannot be written or a storage
+    # that refuses uploads fails every input alike: it is the user's setup, not the
+    # edits, and it is told once.
+    return isinstance(outcome.error, (*ACCOUNT_ERRORS, JournalError, StorageError))
 
 
 def _show(
-    ctx: Context, progress: Progress, row: ReportRow, report: Report | None, *, quiet: bool
+    ctx: Context,
+    progress: Progress,
+    row: ReportRow,
+    report: Report | None,
+    *,
+    quiet: bool,
+    label: str = "manifest line",
 ) -> None:
     if report is not None:
         report.write(row)
@@ -221,7 +258,7 @@ def _show(
     elif row.status != "completed" and row.error_code != "invalid_row" and not quiet:
         # Invalid rows were listed while the manifest was read.
         code = f" ({row.error_code})" if row.status != "invalid" else ""
-        progress.message(f"manifest line {row.line}: {row.status}{code}: {row.error_message}")
+        progress.message(f"{label} {row.line}: {row.status}{code}: {row.error_message}")
 
 
 def _summarize(

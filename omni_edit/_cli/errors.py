@@ -25,6 +25,7 @@ from .._exceptions import (
     RateLimitError,
     ResultExpiredError,
     ServerError,
+    StorageError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
@@ -78,6 +79,9 @@ def explain(exc: BaseException, base_url: str) -> tuple[str, int]:
 
 
 def _explain_sdk(exc: OmniEditError, base_url: str) -> tuple[str, int]:
+    if isinstance(exc, StorageError):
+        # Credentials, a bucket, an endpoint: the user's setup (docs/storage.md).
+        return f"{exc}", EXIT_USAGE
     if isinstance(exc, AuthenticationError):
         return (
             "the API refused the key (HTTP 401): check --api-key or $OMNI_EDIT_API_KEY",

@@ -322,7 +322,7 @@ class S3Storage:
         except FileNotFoundError:
             return False
         except Exception as exc:
-            raise self._failed("read", exc) from None
+            raise self._failed("check", exc) from None
         return bool(meta["size"] == size)
 
     async def upload(self, path: Path, name: str, *, sha256: str, size: int) -> None:
@@ -351,7 +351,7 @@ class S3Storage:
                 raise failure[0] from None
             if isinstance(exc, ValidationError):
                 raise
-            raise self._failed("write", exc) from None
+            raise self._failed("upload to", exc) from None
         if failure:
             raise failure[0]
 
@@ -361,7 +361,7 @@ class S3Storage:
                 self._store, "GET", self._key(name), timedelta(seconds=expires_in)
             )
         except Exception as exc:
-            raise self._failed("sign", exc) from None
+            raise self._failed("sign a URL for", exc) from None
         return url
 
     def _failed(self, action: str, exc: BaseException) -> StorageError:
