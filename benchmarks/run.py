@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["bench_polling.py", "bench_probe.py", "bench_batch.py", "bench_journal.py"]
+BENCHMARKS = [
+    "bench_polling.py",
+    "bench_probe.py",
+    "bench_batch.py",
+    "bench_journal.py",
+    "bench_upload.py",
+]
 
 
 def main() -> int:

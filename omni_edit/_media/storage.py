@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -50,7 +49,8 @@ __all__ = [
 DEFAULT_URL_SECONDS = 6 * 3600.0
 # SigV4 presigned URLs live at most 7 days.
 MAX_URL_SECONDS = 7 * 24 * 3600.0
-_READ_BYTES = 1024 * 1024
+# A read is a part: the store sends it as it is, without gathering small reads.
+_READ_BYTES = 5 * 1024 * 1024
 EXTRA_HINT = "pip install 'omni-edit[s3]'"
 
 
@@ -157,41 +157,25 @@ async def stage_clip(
     )
 
 
-async def verified_chunks(path: Path, *, sha256: str, size: int) -> AsyncIterator[bytes]:
-    """The file's bytes, a megabyte at a time, read in a worker thread. Before the last
-    chunk is handed over, the bytes read are checked against ``sha256`` and ``size``: a
-    file that changed, shrank or vanished meanwhile raises ``ValidationError`` instead,
-    so an upload fed from here never completes with other bytes (``Storage.upload``)."""
+class _SourceFailed(Exception):
+    """The local file could not be read while it was uploaded (not the store's error)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _copy_part(file: IO[bytes], digest: Any, writer: Any) -> int:
+    """One part: read from the file, hashed, handed to the store's writer (which sends
+    it, with a few parts in flight). Runs in a worker thread; 0 at the end of the file."""
     try:
-        file: IO[bytes] = await anyio.to_thread.run_sync(open, path, "rb")
+        chunk = file.read(_READ_BYTES)
     except OSError as exc:
-        raise _vanished(path, exc) from None
-    try:
-        digest = hashlib.sha256()
-        read = 0
-        pending = b""
-        while True:
-            try:
-                chunk = await anyio.to_thread.run_sync(file.read, _READ_BYTES)
-            except OSError as exc:
-                raise _vanished(path, exc) from None
-            if not chunk:
-                break
-            digest.update(chunk)
-            read += len(chunk)
-            if pending:
-                yield pending
-            pending = chunk
-        if read != size or digest.hexdigest() != sha256:
-            raise ValidationError(
-                f"the clip {path} changed while it was uploaded ({read} bytes read of"
-                f" {size}): nothing was stored or submitted; run again once it is complete",
-                field="video_url",
-            )
-        if pending:
-            yield pending
-    finally:
-        await anyio.to_thread.run_sync(file.close)
+        raise _SourceFailed(exc) from None
+    if chunk:
+        digest.update(chunk)
+        writer.write(chunk)
+    return len(chunk)
 
 
 def _vanished(path: Path, exc: OSError) -> ValidationError:
@@ -205,7 +189,7 @@ def _vanished(path: Path, exc: OSError) -> ValidationError:
 
 # --- S3 ------------------------------------------------------------------------------------
 
-_PART_BYTES = 5 * 1024 * 1024  # S3's smallest part (but the last)
+_PART_BYTES = _READ_BYTES  # S3's smallest part (but the last)
 _PART_CONCURRENCY = 4
 
 
@@ -316,9 +300,13 @@ class S3Storage:
     def _key(self, name: str) -> str:
         return f"{self._prefix}/{name}" if self._prefix else name
 
+    # obstore's synchronous calls, each in a worker thread: with its asyncio calls, work
+    # left on its runtime's threads met the exiting interpreter and aborted the process
+    # (SIGABRT) after about one upload in five (docs/storage.md#setting-it-up).
+
     async def exists(self, name: str, size: int) -> bool:
         try:
-            meta = await self._obstore.head_async(self._store, self._key(name))
+            meta = await anyio.to_thread.run_sync(self._obstore.head, self._store, self._key(name))
         except FileNotFoundError:
             return False
         except Exception as exc:
@@ -326,39 +314,50 @@ class S3Storage:
         return bool(meta["size"] == size)
 
     async def upload(self, path: Path, name: str, *, sha256: str, size: int) -> None:
-        # obstore ends an upload whose source fails without completing it, and may
-        # report that failure wrapped: the source's own error is kept and raised.
-        failure: list[ValidationError] = []
-
-        async def source() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in verified_chunks(path, sha256=sha256, size=size):
-                    yield chunk
-            except ValidationError as exc:
-                failure.append(exc)
-                raise
-
+        # A part at a time, each in a worker thread: a cancelled upload stops between two
+        # parts. The writer is closed (the object completed) only once the bytes read
+        # match ``sha256`` and ``size``; a writer dropped unclosed stores nothing.
         try:
-            await self._obstore.put_async(
+            file: IO[bytes] = await anyio.to_thread.run_sync(open, path, "rb")
+        except OSError as exc:
+            raise _vanished(path, exc) from None
+        try:
+            writer = self._obstore.open_writer(
                 self._store,
                 self._key(name),
-                source(),
-                chunk_size=_PART_BYTES,
+                buffer_size=_PART_BYTES,
                 max_concurrency=self._part_concurrency,
             )
-        except Exception as exc:
-            if failure:
-                raise failure[0] from None
-            if isinstance(exc, ValidationError):
+            digest = hashlib.sha256()
+            read = 0
+            try:
+                while n := await anyio.to_thread.run_sync(_copy_part, file, digest, writer):
+                    read += n
+                if read != size or digest.hexdigest() != sha256:
+                    raise ValidationError(
+                        f"the clip {path} changed while it was uploaded ({read} bytes read"
+                        f" of {size}): nothing was stored or submitted; run again once it is"
+                        " complete",
+                        field="video_url",
+                    )
+                await anyio.to_thread.run_sync(writer.close)
+            except _SourceFailed as exc:
+                raise _vanished(path, exc.error) from None
+            except ValidationError:
                 raise
-            raise self._failed("upload to", exc) from None
-        if failure:
-            raise failure[0]
+            except Exception as exc:
+                raise self._failed("upload to", exc) from None
+        finally:
+            await anyio.to_thread.run_sync(file.close)
 
     async def url(self, name: str, *, expires_in: float) -> str:
         try:
-            url: str = await self._obstore.sign_async(
-                self._store, "GET", self._key(name), timedelta(seconds=expires_in)
+            url: str = await anyio.to_thread.run_sync(
+                self._obstore.sign,
+                self._store,
+                "GET",
+                self._key(name),
+                timedelta(seconds=expires_in),
             )
         except Exception as exc:
             raise self._failed("sign a URL for", exc) from None
