@@ -15,7 +15,7 @@ import contextlib
 import os
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -101,7 +101,8 @@ def _scan(ctx: Context, manifest: Manifest) -> _Scan:
         if row.problem is not None:
             scan.problems[row.index] = row
             if len(scan.problems) <= _MAX_PROBLEMS_SHOWN:
-                ctx.note(f"{manifest.row_label} {row.line}: {row.problem}")
+                where = manifest.place(row.line, row.fields.get("video_url", ""))
+                ctx.note(f"{where}: {row.problem}")
         elif row.output is not None:
             scan.outputs[row.index] = row.output
     if len(scan.problems) > _MAX_PROBLEMS_SHOWN:
@@ -216,7 +217,7 @@ async def _edit_all(
                 if halted and halt is None:
                     halt = outcome.error
                 # A refused key is told once, at the end, not once per input.
-                _show(ctx, progress, row, report, quiet=halted, label=manifest.row_label)
+                _show(ctx, progress, row, report, quiet=halted, place=manifest.place)
     finally:
         progress.close()
         if report is not None:
@@ -249,7 +250,7 @@ def _show(
     report: Report | None,
     *,
     quiet: bool,
-    label: str = "manifest line",
+    place: Callable[[int, str], str],
 ) -> None:
     if report is not None:
         report.write(row)
@@ -258,7 +259,8 @@ def _show(
     elif row.status != "completed" and row.error_code != "invalid_row" and not quiet:
         # Invalid rows were listed while the manifest was read.
         code = f" ({row.error_code})" if row.status != "invalid" else ""
-        progress.message(f"{label} {row.line}: {row.status}{code}: {row.error_message}")
+        where = place(row.line, row.video_url)
+        progress.message(f"{where}: {row.status}{code}: {row.error_message}")
 
 
 def _summarize(

@@ -69,7 +69,7 @@ async def dry_run(
         if ctx.json:
             ctx.emit({"event": "refused", "index": index, "line": row.line, "error": why})
         else:
-            ctx.note(f"manifest line {row.line}: {why}")
+            ctx.note(f"{manifest.place(row.line, row.fields.get('video_url', ''))}: {why}")
     total_seconds = sum(seconds.values())
     tokens_in = round(total_seconds * INPUT_TOKENS_PER_SECOND)
     tokens_out = round(total_seconds * OUTPUT_TOKENS_PER_SECOND)

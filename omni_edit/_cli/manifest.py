@@ -62,10 +62,8 @@ class Manifest:
     need not be where results go). ``allow_loopback_callbacks`` mirrors the client's
     rule: plain http callbacks to a loopback host are fine against a local emulator,
     never against the real API. ``ignored_keys`` collects keys a row had that no input
-    uses (after ``rows`` ran). ``row_label`` is how messages name a row's place.
+    uses (after ``rows`` ran).
     """
-
-    row_label = "manifest line"
 
     def __init__(
         self, path: Path, *, out_dir: Path, allow_loopback_callbacks: bool = False
@@ -74,6 +72,10 @@ class Manifest:
         self.out_dir = out_dir
         self.allow_loopback_callbacks = allow_loopback_callbacks
         self.ignored_keys: set[str] = set()
+
+    def place(self, line: int, video_url: str) -> str:
+        """How messages name a row: by its line."""
+        return f"manifest line {line}"
 
     @property
     def is_jsonl(self) -> bool:
@@ -281,8 +283,6 @@ class FolderManifest(Manifest):
     """A folder of clips as a batch: every file matching ``pattern`` (in name order),
     each edited with ``prompt``. Files under ``out_dir`` are results, not clips."""
 
-    row_label = "clip"
-
     def __init__(self, folder: Path, *, pattern: str, prompt: str, out_dir: Path) -> None:
         super().__init__(folder, out_dir=out_dir)
         try:
@@ -291,6 +291,10 @@ class FolderManifest(Manifest):
             raise UsageError(f"--prompt: {exc}") from None
         self.pattern = pattern
         self.prompt = prompt
+
+    def place(self, line: int, video_url: str) -> str:
+        """How messages name a clip: by its file's name."""
+        return f"clip {PurePath(video_url).name}"
 
     @property
     def is_jsonl(self) -> bool:
