@@ -78,6 +78,10 @@ _SEEN_CALLBACKS = 10_000
 # request) only for one of these or for a task being waited on. Bounded, so a client
 # that submits for weeks does not grow without end; a task waited on is known anyway.
 _CREATED_REMEMBERED = 50_000
+# Uploads of local clips at once, whatever the in-flight cap: each holds up to about
+# 30 MB of parts (docs/storage.md#what-happens-to-a-clip), so a batch's memory stays
+# bounded, and a few parallel uploads already fill an uplink.
+_UPLOADS_AT_ONCE = 4
 
 
 class Client:
@@ -184,6 +188,7 @@ class Client:
         self._storage_setting = storage
         self._storage: Storage | None = None
         self._storage_url_seconds = float(storage_url_seconds)
+        self._uploads = asyncio.Semaphore(_UPLOADS_AT_ONCE)
         self._max_download_bytes = max_download_bytes
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
@@ -505,7 +510,7 @@ class Client:
         API would refuse is never uploaded. The object is named by the file's SHA-256
         and is sent only if not stored already: a rerun uploads nothing, and only signs
         a fresh URL. The upload streams in parts and holds one of the client's
-        in-flight slots.
+        in-flight slots; at most four uploads run at once.
 
         Raises ``ValidationError`` when no storage is configured (or its extra is not
         installed: ``pip install 'omni-edit[s3]'``), for a clip that is not a readable
@@ -516,7 +521,7 @@ class Client:
         storage = self._resolved_storage()
         local = local_clip_path(path)
         await self.preflight(local)
-        async with self._limits.slots:
+        async with self._uploads, self._limits.slots:
             return await stage_clip(storage, local, url_seconds=self._storage_url_seconds)
 
     def _resolved_storage(self) -> Storage:
