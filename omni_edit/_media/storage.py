@@ -125,7 +125,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
 
 
 async def file_sha256(path: Path) -> tuple[str, int]:
-    """The file's SHA-256 (hex) and size, read in a worker thread a megabyte at a time.
+    """The file's SHA-256 (hex) and size, read in a worker thread a part at a time.
 
     Raises ``ValidationError`` when the file cannot be read."""
     try:
@@ -258,6 +258,8 @@ class S3Storage:
         key_id = access_key_id or _env("AWS_ACCESS_KEY_ID")
         secret = secret_access_key or _env("AWS_SECRET_ACCESS_KEY")
         token = session_token or _env("AWS_SESSION_TOKEN")
+        # Without a key, obstore looks for a role (instance or container credentials).
+        self._has_key = bool(key_id)
         if key_id:
             config["access_key_id"] = key_id
         # Kept only as Secrets: scrubbed from every error and log line (docs/storage.md).
@@ -383,6 +385,9 @@ class S3Storage:
             message = (
                 f"the storage {where} refused the credentials ({detail}): check"
                 " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and the key's rights"
+                if self._has_key
+                else f"no credentials for the storage {where} ({detail}): set"
+                " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             )
         elif status is not None:
             message = f"the storage {where} answered HTTP {status}" + (f" ({code})" if code else "")
