@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench_journal.py",
     # Skipped, with a message, without $OMNI_EDIT_TEST_POSTGRES (a server to use).
     "bench_postgres.py",
+    "bench_upload.py",
 ]
 
 

@@ -29,11 +29,13 @@ from ._exceptions import (
     RequestTooLargeError,
     ResultExpiredError,
     ServerError,
+    StorageError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
     WaitTimeoutError,
 )
+from ._media.storage import S3Storage, Storage
 from ._models import (
     Balance,
     BatchProgress,
@@ -44,6 +46,7 @@ from ._models import (
     EditRequest,
     MediaInfo,
     PollPolicy,
+    StoredClip,
     Task,
     TaskError,
     TaskStatus,
@@ -79,7 +82,11 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "ResultExpiredError",
+    "S3Storage",
     "ServerError",
+    "Storage",
+    "StorageError",
+    "StoredClip",
     "SubmissionUncertainError",
     "Task",
     "TaskError",

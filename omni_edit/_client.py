@@ -19,7 +19,7 @@ import anyio
 from ._batch.edit_many import BatchOptions, run_edit_many
 from ._batch.inputs import check_destination_callable
 from ._batch.postgres_journal import is_postgres_url, require_postgres_driver
-from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url
+from ._config import journal_lease_seconds, resolve_api_key, resolve_base_url, resolve_storage
 from ._constants import (
     LIST_MAX_PAGES,
     LIST_MAX_TASKS,
@@ -38,6 +38,14 @@ from ._http.download import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_BYTES, ResultF
 from ._http.limits import ClientLimits
 from ._http.transport import Transport
 from ._media.probe import check_clip, probe_clip
+from ._media.storage import (
+    DEFAULT_URL_SECONDS,
+    MAX_URL_SECONDS,
+    Storage,
+    is_local_clip,
+    local_clip_path,
+    stage_clip,
+)
 from ._models import (
     Balance,
     BatchProgress,
@@ -46,6 +54,7 @@ from ._models import (
     EditRequest,
     MediaInfo,
     PollPolicy,
+    StoredClip,
     Task,
     TaskStatus,
 )
@@ -81,6 +90,10 @@ _SEEN_CALLBACKS = 10_000
 # request) only for one of these or for a task being waited on. Bounded, so a client
 # that submits for weeks does not grow without end; a task waited on is known anyway.
 _CREATED_REMEMBERED = 50_000
+# Uploads of local clips at once, whatever the in-flight cap: each holds up to about
+# 30 MB of parts (docs/storage.md#what-happens-to-a-clip), so a batch's memory stays
+# bounded, and a few parallel uploads already fill an uplink.
+_UPLOADS_AT_ONCE = 4
 
 
 class Client:
@@ -110,6 +123,11 @@ class Client:
     A client belongs to the event loop of its first call: any call from another loop
     (a second ``asyncio.run``) raises ``EventLoopError``. Make one client per loop.
 
+    A local clip (a path, a ``Path`` or a ``file://`` URL) given to ``submit``,
+    ``edit_many`` or ``upload`` is uploaded to ``storage`` (a ``Storage``, or
+    ``"s3://bucket/prefix"``; else ``$OMNI_EDIT_STORAGE``) and sent as a URL valid
+    ``storage_url_seconds`` (6 hours by default): see docs/storage.md.
+
     Raises ``ValidationError`` at construction when no API key is found or ``base_url``
     is unsafe (plain http is allowed only to loopback hosts).
     """
@@ -128,7 +146,18 @@ class Client:
         replay_creates: bool = True,
         download_timeout: float = DEFAULT_DEADLINE_SECONDS,
         max_download_bytes: int = DEFAULT_MAX_BYTES,
+        storage: Storage | str | None = None,
+        storage_url_seconds: float = DEFAULT_URL_SECONDS,
     ) -> None:
+        if not 60 <= storage_url_seconds <= MAX_URL_SECONDS:
+            raise ValidationError(
+                f"storage_url_seconds must be between 60 and {MAX_URL_SECONDS:g} (7 days)",
+                field="storage_url_seconds",
+            )
+        if storage is not None and not isinstance(storage, (str, Storage)):
+            raise ValidationError(
+                "storage must be a Storage or an 's3://bucket/prefix' URL", field="storage"
+            )
         if download_timeout <= 0:
             raise ValidationError("download_timeout must be positive", field="download_timeout")
         if max_download_bytes < 1:
@@ -166,6 +195,12 @@ class Client:
             self._limits, timeout=timeout, deadline=download_timeout, max_bytes=max_download_bytes
         )
         self._download_timeout = download_timeout
+        # Resolved at the first local clip: a client that never uploads needs neither
+        # the setting nor the s3 extra.
+        self._storage_setting = storage
+        self._storage: Storage | None = None
+        self._storage_url_seconds = float(storage_url_seconds)
+        self._uploads = asyncio.Semaphore(_UPLOADS_AT_ONCE)
         self._max_download_bytes = max_download_bytes
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
@@ -217,6 +252,11 @@ class Client:
     def max_download_bytes(self) -> int:
         """The largest result ``download`` accepts; a longer body is cut off."""
         return self._max_download_bytes
+
+    @property
+    def storage_url_seconds(self) -> float:
+        """How long the URL a local clip is sent as stays valid."""
+        return self._storage_url_seconds
 
     @property
     def max_retries(self) -> int:
@@ -275,7 +315,7 @@ class Client:
 
     async def submit(
         self,
-        video_url: str,
+        video_url: str | PathLike[str],
         prompt: str,
         *,
         callback_url: str | None = None,
@@ -283,6 +323,10 @@ class Client:
         idempotency_key: str | None = None,
     ) -> Task:
         """Create an edit task for one clip and return it (status ``pending``).
+
+        ``video_url`` is an http(s) URL the API fetches, or a local clip (a path, a
+        ``Path``, a ``file://`` URL): that is checked (``preflight``) and uploaded to
+        the client's storage first (see ``upload``), and sent as a presigned URL.
 
         Inputs are checked locally first: ``ValidationError`` means nothing was sent.
         The request carries an ``Idempotency-Key`` (``idempotency_key``, else a fresh
@@ -298,7 +342,10 @@ class Client:
         the client-wide pause), ``APIConnectionError`` or ``MalformedResponseError``.
         """
         self._check_loop()
-        validate_video_url(video_url)
+        local = is_local_clip(video_url)
+        if not local:
+            assert isinstance(video_url, str)  # is_local_clip: every PathLike is local
+            validate_video_url(video_url)
         validate_prompt(prompt)
         key = (
             new_idempotency_key()
@@ -309,8 +356,11 @@ class Client:
             validate_callback_url(
                 callback_url, allow_loopback_http=_is_loopback_base(self.base_url)
             )
-        if preflight:
+        if local:
+            video_url = (await self.upload(video_url)).url
+        elif preflight:
             await self.preflight(video_url)
+        assert isinstance(video_url, str)
         request = create_request(video_url, prompt, callback_url, key)
         try:
             status, body = await self._transport.send(request)
@@ -562,6 +612,33 @@ class Client:
             async for outcome in outcomes:
                 yield outcome
 
+    async def upload(self, path: str | PathLike[str]) -> StoredClip:
+        """Put a local clip in the client's storage and return it with a presigned GET
+        URL valid ``storage_url_seconds``: what ``submit`` sends for a local clip.
+
+        The clip is checked first (``preflight``: an MP4 of at most 10 s), so a clip the
+        API would refuse is never uploaded. The object is named by the file's SHA-256
+        and is sent only if not stored already: a rerun uploads nothing, and only signs
+        a fresh URL. The upload streams in parts and holds one of the client's
+        in-flight slots; at most four uploads run at once.
+
+        Raises ``ValidationError`` when no storage is configured (or its extra is not
+        installed: ``pip install 'omni-edit[s3]'``), for a clip that is not a readable
+        MP4 of at most 10 s, or one that changes while it is uploaded; ``StorageError``
+        when the storage refuses (credentials, a missing bucket, unreachable).
+        """
+        self._check_loop()
+        storage = self._resolved_storage()
+        local = local_clip_path(path)
+        await self.preflight(local)
+        async with self._uploads, self._limits.slots:
+            return await stage_clip(storage, local, url_seconds=self._storage_url_seconds)
+
+    def _resolved_storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = resolve_storage(self._storage_setting)
+        return self._storage
+
     async def probe(self, video_url_or_path: str | PathLike[str]) -> MediaInfo:
         """Read a clip's duration (and size, and whether it has sound) from its MP4
         header boxes alone: a few KB through Range requests for a URL, a few reads for a
@@ -571,9 +648,12 @@ class Client:
         HTML error page, a truncated file, an HTTP error from the media host).
         """
         self._check_loop()
+        target = video_url_or_path
+        if is_local_clip(target):
+            target = local_clip_path(target)
         async with self._limits.slots:
             return await probe_clip(
-                os.fspath(video_url_or_path),
+                os.fspath(target),
                 session=self._results.bare_session(),
                 timeout=self.timeout,
             )

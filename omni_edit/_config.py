@@ -9,10 +9,21 @@ import os
 
 from ._constants import API_KEY_ENV_VARS, BASE_URL_ENV_VAR, DEFAULT_BASE_URL
 from ._exceptions import ValidationError
+from ._media.storage import EXTRA_HINT, Storage, storage_from_url
 from ._redact import Secret
 from ._wire.validation import validate_base_url
 
-__all__ = ["find_api_key", "journal_lease_seconds", "resolve_api_key", "resolve_base_url"]
+__all__ = [
+    "STORAGE_ENV_VAR",
+    "find_api_key",
+    "journal_lease_seconds",
+    "resolve_api_key",
+    "resolve_base_url",
+    "resolve_storage",
+]
+
+# Where local clips are uploaded: ``s3://bucket/prefix`` (docs/storage.md).
+STORAGE_ENV_VAR = "OMNI_EDIT_STORAGE"
 
 # A tuning knob, not a setting most need: how long a batch worker's claim on an input
 # lasts unless renewed (docs/reliability.md#journal).
@@ -74,3 +85,22 @@ def journal_lease_seconds() -> float | None:
             field="journal",
         )
     return value
+
+
+def resolve_storage(storage: Storage | str | None) -> Storage:
+    """The storage local clips go to: ``storage``, else ``$OMNI_EDIT_STORAGE``.
+    ``ValidationError`` (field ``storage``) when none is configured, the URL is not
+    ``s3://bucket/prefix``, or the S3 support is not installed."""
+    if storage is None:
+        storage = os.environ.get(STORAGE_ENV_VAR) or None
+    if storage is None:
+        raise ValidationError(
+            "a local clip is uploaded to your object storage, and none is configured:"
+            " pass Client(storage='s3://bucket/prefix') (or --storage), or set"
+            f" ${STORAGE_ENV_VAR}, with the AWS_* credential variables; it needs"
+            f" {EXTRA_HINT}",
+            field="storage",
+        )
+    if isinstance(storage, str):
+        return storage_from_url(storage)
+    return storage

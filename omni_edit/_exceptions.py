@@ -62,6 +62,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResultExpiredError",
     "ServerError",
+    "StorageError",
     "SubmissionUncertainError",
     "TaskFailedError",
     "ValidationError",
@@ -281,6 +282,12 @@ class JournalError(OmniEditError):
     cannot record it could pay for twice. Tasks already created are never lost: their
     outcomes carry them, and their ids are logged. Fix the cause, then run the same batch
     again: it resumes from what the journal holds."""
+
+
+class StorageError(OmniEditError):
+    """The object storage local clips are uploaded to could not be used: refused
+    credentials, a missing bucket, an unreachable endpoint (docs/storage.md). Nothing
+    was submitted for the clip. The message names the store, never a credential."""
 
 
 class EventLoopError(OmniEditError, RuntimeError):

@@ -6,8 +6,10 @@ Models never parse JSON themselves; ``_wire/convert.py`` builds them from the wi
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping
 from datetime import datetime
+from os import PathLike
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -25,6 +27,7 @@ __all__ = [
     "EditRequest",
     "MediaInfo",
     "PollPolicy",
+    "StoredClip",
     "Task",
     "TaskError",
     "TaskStatus",
@@ -137,33 +140,63 @@ class Task:
         return self.results[0] if self.results else None
 
 
+def _path_text(value: str | PathLike[str]) -> str:
+    """A local clip given as a ``Path`` is kept as its text (anything else as it is,
+    for the input checks to refuse)."""
+    return os.fspath(value) if isinstance(value, PathLike) else value
+
+
 @attrs.frozen
 class EditRequest:
-    """One clip to edit: an mp4 URL of at most 10 s and the prompt describing the change."""
+    """One clip to edit: an mp4 URL of at most 10 s, or a local clip (a path, a
+    ``Path``, a ``file://`` URL: uploaded to the client's storage, docs/storage.md),
+    and the prompt describing the change."""
 
-    video_url: str = attrs.field(repr=redact_url)
+    video_url: str = attrs.field(repr=redact_url, converter=_path_text)
     prompt: str
     callback_url: str | None = attrs.field(default=None, repr=redact_optional_url)
+
+
+@attrs.frozen
+class StoredClip:
+    """A local clip in the configured storage (``Client.upload``): ``url`` is a
+    presigned GET URL (its query string, a credential, is redacted in ``repr``) valid
+    until ``expires`` (aware UTC); the object is named by the file's ``sha256``;
+    ``uploaded`` is false when the object was there already and nothing was sent."""
+
+    url: str = attrs.field(repr=redact_url)
+    sha256: str
+    size: int
+    uploaded: bool
+    expires: datetime
+    path: str
 
 
 # What ``edit_many`` accepts as one input: an ``EditRequest``, a ``(video_url, prompt)``
 # or ``(video_url, prompt, callback_url)`` tuple, or a mapping with those keys. Public,
 # so that a list mixing the forms can be annotated (``list[omni_edit.EditInput]``).
+# A local clip may be a ``Path`` (docs/storage.md).
 EditInput: TypeAlias = (
-    EditRequest | tuple[str, str] | tuple[str, str, str | None] | Mapping[str, Any]
+    EditRequest
+    | tuple[str | PathLike[str], str]
+    | tuple[str | PathLike[str], str, str | None]
+    | Mapping[str, Any]
 )
 
 
 @attrs.frozen
 class BatchProgress:
     """A batch's counts so far: ``submitted`` tasks created by this run, ``running``
-    edits open, ``done`` and ``failed`` outcomes, ``credits_reserved`` by this run."""
+    edits open, ``done`` and ``failed`` outcomes, ``credits_reserved`` by this run;
+    local clips ``uploading`` now and ``uploaded`` by this run (docs/storage.md)."""
 
     submitted: int = 0
     running: int = 0
     done: int = 0
     failed: int = 0
     credits_reserved: float = 0.0
+    uploading: int = 0
+    uploaded: int = 0
 
 
 @attrs.frozen

@@ -8,8 +8,11 @@ closed when the test ends, newest first (clients before the emulators they talk 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+import logging
+import re
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any, Protocol
 
 import pytest
@@ -100,3 +103,57 @@ async def postgres_url() -> AsyncIterator[str]:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()
+
+
+class S3Server:
+    """A real S3-compatible server (moto's server mode) on loopback, for the whole test
+    session: ``endpoint`` to point ``S3Storage`` at, ``bucket(name)`` to make one."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # Its request log would fill every failing test's output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+
+    def bucket(self, name: str) -> str:
+        """Create (or keep) the bucket ``name``; returns it."""
+        request = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+        return name
+
+    def object_names(self, bucket: str) -> list[str]:
+        with urllib.request.urlopen(f"{self.endpoint}/{bucket}?list-type=2", timeout=10) as r:
+            body = r.read().decode()
+        return re.findall(r"<Key>([^<]+)</Key>", body)
+
+    @contextmanager
+    def enforcing_auth(self) -> Iterator[None]:
+        """Requests are checked against known credentials (none are known: every signed
+        request is refused, as a wrong key is) until the block ends."""
+        from moto import settings
+        from moto.core.authorization import ActionAuthenticatorMixin
+
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        ActionAuthenticatorMixin.request_count = 0
+        try:
+            yield
+        finally:
+            settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3 server for the session, started at the first test that asks for it."""
+    server = S3Server()
+    try:
+        yield server
+    finally:
+        server.stop()

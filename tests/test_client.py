@@ -440,7 +440,8 @@ async def test_no_input_is_created_twice_under_random_faults(
     ("kwargs", "field"),
     [
         ({"video_url": "ftp://x/clip.mp4"}, "video_url"),
-        ({"video_url": "clip.mp4"}, "video_url"),
+        # A local clip, and no storage configured to upload it to.
+        ({"video_url": "clip.mp4"}, "storage"),
         ({"prompt": ""}, "prompt"),
         ({"prompt": "   "}, "prompt"),
         ({"callback_url": "http://hooks.example.com/cb"}, "callback_url"),

@@ -49,12 +49,14 @@ from .._exceptions import (
     OmniEditError,
     RateLimitError,
     ServerError,
+    StorageError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
 )
 from .._http.limits import ClientLimits
 from .._http.retry import backoff_delay, retry_delay
+from .._media.storage import file_sha256, is_local_clip, local_clip_path
 from .._models import (
     BatchProgress,
     EditInput,
@@ -496,6 +498,13 @@ class _Batch:
                 await claimed.put(_Claiming(index, raw, prepared))
                 continue
             request, digest = prepared
+            local = is_local_clip(request.video_url)
+            if local:
+                known = await self._content_digest(index, request)
+                if isinstance(known, EditOutcome):
+                    await claimed.put(_Claiming(index, raw, known))
+                    continue
+                digest = known
             # Counted here, in reading order: the 2nd of identical inputs is the 2nd take
             # whichever worker gets to it first.
             identity = Identity(digest, self._occurrences.next(digest))
@@ -505,8 +514,9 @@ class _Batch:
                 # Claimed as "submitting", with its first key, when the create may follow
                 # at once: a rerun replays that key whether or not it was ever sent,
                 # which is safe only where keys are honoured. Else (and when the clip is
-                # checked first) "pending", and "submitting" is written before the send.
-                submit=not self.options.preflight and self.client.replay_creates,
+                # checked first, or uploaded first: the URL sent is recorded with the
+                # key) "pending", and "submitting" is written before the send.
+                submit=not self.options.preflight and self.client.replay_creates and not local,
             )
             # Retrieved here, so a claim never awaited (the batch ended first) is
             # never reported as an exception nobody retrieved.
@@ -555,12 +565,28 @@ class _Batch:
             return EditOutcome(index=index, request=_request_or_none(raw), error=error)
         return request, digest
 
+    async def _content_digest(self, index: int, request: EditRequest) -> str | EditOutcome:
+        """A local input's identity digest: of the file's content (with the prompt and
+        callback URL), not its path, so a moved folder or a second manifest naming the
+        same clip finds the same record, and a re-signed URL is still the same input
+        (docs/storage.md#in-a-batch-and-its-journal). Its outcome if it cannot be read."""
+        try:
+            sha256, _ = await file_sha256(local_clip_path(request.video_url))
+        except ValidationError as exc:
+            return EditOutcome(index=index, request=request, error=exc)
+        return fingerprint(f"sha256:{sha256}", request.prompt, request.callback_url)
+
     async def _edit(self, index: int, raw: EditInput) -> EditOutcome:
         """An input, without a journal."""
         prepared = self._prepare(index, raw)
         if isinstance(prepared, EditOutcome):
             return prepared
         request, digest = prepared
+        if digest and is_local_clip(request.video_url):
+            known = await self._content_digest(index, request)
+            if isinstance(known, EditOutcome):
+                return known
+            digest = known
         occurrence = 0
         if self._saves:
             occurrence = self._occurrences.next(digest)
@@ -660,9 +686,15 @@ class _Batch:
                     occurrence=item.identity.occurrence,
                 )
             task_id, attempts, key, recorded = start
+            # The clip URL an earlier run's create carried: a replay of its key must
+            # send the very same request (docs/storage.md#in-a-batch-and-its-journal).
+            sent_url = claim.entry.video_url if claim is not None else None
             while True:
                 if task_id is None:
-                    task = await self._submit(item, attempts, key, recorded=recorded)
+                    task = await self._submit(
+                        item, attempts, key, recorded=recorded, sent_url=sent_url
+                    )
+                    sent_url = None
                     attempts += 1
                     task_id, key, recorded = task.id, None, False
                 self._count(running=1)
@@ -751,14 +783,23 @@ class _Batch:
         key: str | None,
         *,
         recorded: bool,
+        sent_url: str | None = None,
     ) -> Task:
         """Create the input's task: one paid intent, so one Idempotency-Key for every
         send, refusals retried included. ``key``: an earlier send's key to replay (or,
-        when ``recorded``, the first key a fresh claim recorded), else the next one."""
+        when ``recorded``, the first key a fresh claim recorded), else the next one.
+        A local clip is uploaded first (checked before it is), unless an earlier send's
+        key is replayed with the URL it carried (``sent_url``)."""
         if self.halt is not None:
             raise self.halt
-        if self.options.preflight:
-            await self.client.preflight(item.request.video_url)
+        video_url = item.request.video_url
+        if is_local_clip(video_url):
+            if key is not None and not recorded and sent_url is not None:
+                video_url = sent_url
+            else:
+                video_url = await self._upload(video_url)
+        elif self.options.preflight:
+            await self.client.preflight(video_url)
         # Once a send of this key may have made the task (an earlier run's key, or a
         # round here that went unanswered), a later refusal proves nothing: the input
         # stays "submitting" with its key, and ends uncertain, never "failed" (a rerun
@@ -778,7 +819,7 @@ class _Batch:
             )
         for refusal in range(_SUBMIT_RETRIES + 1):
             try:
-                task = await self._create(item, attempts, key, recorded=recorded)
+                task = await self._create(item, video_url, attempts, key, recorded=recorded)
             except SubmissionUncertainError as exc:
                 # Every send of this key went unanswered. Sending it again is still safe
                 # (the gateway answers a known key with its task), and a batch outlives
@@ -817,9 +858,23 @@ class _Batch:
             return task
         raise AssertionError("unreachable")
 
+    async def _upload(self, path: str) -> str:
+        """A local clip checked, put in the client's storage and presigned; counted."""
+        self._count(uploading=1)
+        if self.options.on_progress is not None:
+            await self._report()
+        try:
+            stored = await self.client.upload(path)
+        finally:
+            self._count(uploading=-1)
+        if stored.uploaded:
+            self._count(uploaded=1)
+        return stored.url
+
     async def _create(
         self,
         item: _Input,
+        video_url: str,
         attempts: int,
         key: str,
         *,
@@ -829,7 +884,7 @@ class _Batch:
         request = item.request
         if self.journal is None:
             return await self.client.submit(
-                request.video_url,
+                video_url,
                 request.prompt,
                 callback_url=request.callback_url,
                 idempotency_key=key,
@@ -843,7 +898,9 @@ class _Batch:
         with anyio.CancelScope(shield=True) as scope:
             self._creating.add(scope)
             try:
-                return await self._create_journaled(self.journal, item, attempts, key, recorded)
+                return await self._create_journaled(
+                    self.journal, item, video_url, attempts, key, recorded
+                )
             finally:
                 self._creating.discard(scope)
         # Reached only when the deadline a cancelled batch set ended the create: the
@@ -869,15 +926,18 @@ class _Batch:
         self,
         journal: JournalStore,
         item: _Input,
+        video_url: str,
         attempts: int,
         key: str,
         recorded: bool,
     ) -> Task:
         if not recorded:
-            await journal.submitting(item.identity, attempts + 1, key)
+            # A local clip's URL is recorded with the key: a replay sends it again.
+            sent = video_url if video_url != item.request.video_url else None
+            await journal.submitting(item.identity, attempts + 1, key, video_url=sent)
         request = item.request
         task = await self.client.submit(
-            request.video_url,
+            video_url,
             request.prompt,
             callback_url=request.callback_url,
             idempotency_key=key,
@@ -909,7 +969,9 @@ class _Batch:
         return await self.client.download(task, dest)
 
     async def _record_failure(self, item: _Input, exc: Exception, task: Task | None) -> None:
-        if isinstance(exc, ACCOUNT_ERRORS) and self.halt is None:
+        # A storage that refuses one upload (its credentials, its bucket) refuses them all.
+        if isinstance(exc, (*ACCOUNT_ERRORS, StorageError)) and self.halt is None:
+            assert isinstance(exc, OmniEditError)
             self.halt = exc
         if isinstance(exc, JournalError):
             self._journal_broken(exc, item.index, task)
@@ -980,6 +1042,8 @@ class _Batch:
         done: int = 0,
         failed: int = 0,
         credits: float = 0.0,
+        uploading: int = 0,
+        uploaded: int = 0,
     ) -> None:
         p = self.progress
         self.progress = BatchProgress(
@@ -988,6 +1052,8 @@ class _Batch:
             p.done + done,
             p.failed + failed,
             p.credits_reserved + credits,
+            p.uploading + uploading,
+            p.uploaded + uploaded,
         )
 
     async def _report(self) -> None:

@@ -1,10 +1,11 @@
 """The batch journal's interface: what an input is, what was done for it, who works it.
 
 An input is known by its ``Identity``: a digest of what it asks for (clip, prompt,
-callback URL) and its occurrence among identical inputs in the stream, so the 2nd of
-three identical rows is the 2nd take whatever its row number. Inserting, deleting,
-reordering or fixing rows leaves every other input's identity, and what the journal
-holds for it, unchanged (docs/reliability.md#journal).
+callback URL; a local clip by its content's SHA-256, never its path or the URL it was
+uploaded to, docs/storage.md#in-a-batch-and-its-journal) and its occurrence among
+identical inputs in the stream, so the 2nd of three identical rows is the 2nd take
+whatever its row number. Inserting, deleting, reordering or fixing rows leaves every
+other input's identity, and what the journal holds for it, unchanged (docs/reliability.md#journal).
 
 Each input moves ``pending`` (claimed, nothing sent) -> ``submitting`` (its create about
 to be sent, with its Idempotency-Key) -> ``submitted`` (task id) -> ``completed`` or
@@ -76,6 +77,9 @@ class JournalEntry:
     retryable: bool = False
     credits: float | None = None
     idempotency_key: str | None = None
+    # The clip URL the latest create carried, when it differs from the input's own (a
+    # local clip's presigned URL): a replay of ``idempotency_key`` sends it again.
+    video_url: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -146,8 +150,11 @@ class JournalStore(Protocol):
     # The records below are queued when called, in call order, and written (group
     # committed) in that order; the awaitable says when the write is done.
 
-    def submitting(self, identity: Identity, attempts: int, key: str) -> Awaitable[None]:
-        """Durable before the create request is sent."""
+    def submitting(
+        self, identity: Identity, attempts: int, key: str, *, video_url: str | None = None
+    ) -> Awaitable[None]:
+        """Durable before the create request is sent. ``video_url``: the clip URL it
+        carries, when not the input's own (a local clip's presigned URL)."""
         ...
 
     def submitted(

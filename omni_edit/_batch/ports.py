@@ -12,7 +12,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Protocol
 
-from .._models import MediaInfo, Task
+from .._models import MediaInfo, StoredClip, Task
 
 __all__ = ["BatchClient"]
 
@@ -44,3 +44,5 @@ class BatchClient(Protocol):
     async def download(self, task_or_url: Task | str, dest: str | PathLike[str]) -> Path: ...
 
     async def preflight(self, video_url: str) -> MediaInfo: ...
+
+    async def upload(self, path: str) -> StoredClip: ...

@@ -720,13 +720,16 @@ class PostgresJournal:
         )
         return (sql, (*params, identity.digest, identity.occurrence))
 
-    def submitting(self, identity: Identity, attempts: int, key: str) -> Awaitable[None]:
+    def submitting(
+        self, identity: Identity, attempts: int, key: str, *, video_url: str | None = None
+    ) -> Awaitable[None]:
         return self._queue(
             self._update(
                 identity,
                 "state = $1, attempts = $2, idempotency_key = $3, task_id = NULL,"
-                " error_code = NULL, error_message = NULL, retryable = false",
-                (JournalState.SUBMITTING.value, attempts, key),
+                " error_code = NULL, error_message = NULL, retryable = false,"
+                " video_url = COALESCE($4, video_url)",
+                (JournalState.SUBMITTING.value, attempts, key, video_url),
             ),
             durable=True,
         )

@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS workers (owner TEXT PRIMARY KEY, lease_until REAL NOT
 
 _COLUMNS = (
     "digest, occurrence, state, task_id, attempts, result_url, path, error_code,"
-    " error_message, retryable, credits, idempotency_key, owner"
+    " error_message, retryable, credits, idempotency_key, owner, video_url"
 )
 
 # A queued operation: a closure, or (for the hot ones) a function of the journal and
@@ -121,7 +121,7 @@ def _entry(row: Any) -> JournalEntry:
     """A row as an entry. SQLite keeps whatever a file holds, of any type: a row that
     is not what this module writes (a damaged or crafted file) is a ``ValidationError``
     for its input alone, never a ``TypeError`` in the middle of a batch."""
-    texts = (row[3], row[5], row[6], row[7], row[8], row[11])
+    texts = (row[3], row[5], row[6], row[7], row[8], row[11], row[13])
     try:
         if not all(value is None or isinstance(value, str) for value in texts):
             raise ValueError("a text column holds another type")
@@ -148,6 +148,9 @@ def _entry(row: Any) -> JournalEntry:
         retryable=bool(row[9]),
         credits=row[10],
         idempotency_key=row[11],
+        # The clip URL the latest create carried, if it was not the input's own (the
+        # column holds the input's clip until then).
+        video_url=row[13] if str(row[13]).startswith(("http://", "https://")) else None,
     )
 
 
@@ -535,15 +538,18 @@ class SqliteJournal:
         sql = f"UPDATE items SET {sets}, updated = ? WHERE digest = ? AND occurrence = ?"
         return (_update_row, (sql, params, identity))
 
-    def submitting(self, identity: Identity, attempts: int, key: str) -> Awaitable[None]:
+    def submitting(
+        self, identity: Identity, attempts: int, key: str, *, video_url: str | None = None
+    ) -> Awaitable[None]:
         if self._held:
             self._release(identity)
         return self._queue(
             self._update(
                 identity,
                 "state = ?, attempts = ?, idempotency_key = ?, task_id = NULL,"
-                " error_code = NULL, error_message = NULL, retryable = 0",
-                (JournalState.SUBMITTING.value, attempts, key),
+                " error_code = NULL, error_message = NULL, retryable = 0,"
+                " video_url = COALESCE(?, video_url)",
+                (JournalState.SUBMITTING.value, attempts, key, video_url),
             ),
             durable=True,
         )

@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         json=args.json,
         verbose=args.verbose,
         replay_creates=args.replay_creates,
+        storage=getattr(args, "storage", None),
+        storage_endpoint=getattr(args, "storage_endpoint", None),
     )
     if args.verbose:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -157,6 +159,8 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             credits_per_1k_tokens=args.credits_per_1k_tokens,
             rerun=_rerun_command(argv),
             account_concurrency=args.account_concurrency,
+            prompt=args.prompt,
+            glob=args.glob,
         )
         return await run_batch(ctx, settings)
     from .demo import run_demo

@@ -12,9 +12,10 @@ again" resume.
 from __future__ import annotations
 
 import contextlib
+import os
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,13 +34,14 @@ from .._exceptions import (
     DownloadError,
     JournalError,
     MalformedResponseError,
+    StorageError,
 )
 from .._models import Balance, EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
 from .dry_run import dry_run, estimate
 from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
-from .manifest import Manifest, Row, is_inside
+from .manifest import FolderManifest, Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
 from .report import Report, ReportRow, describe
 from .shared_batch import is_shared, write_report
@@ -72,6 +74,14 @@ class BatchSettings:
     rerun: str = ""
     # With a shared journal: the in-flight cap all its workers share.
     account_concurrency: int | None = None
+    # With a folder for ``manifest``: the prompt for every clip, and which files are clips.
+    prompt: str | None = None
+    glob: str = "*.mp4"
+
+    @property
+    def _source(self) -> Path:
+        # A folder named "." or "clips/" has its real name once made absolute.
+        return Path(os.path.abspath(self.manifest)) if self.manifest.is_dir() else self.manifest
 
     @property
     def shared(self) -> bool:
@@ -80,7 +90,7 @@ class BatchSettings:
     @property
     def journal_path(self) -> Path:
         if self.journal is None:
-            return self.manifest.with_name(self.manifest.name + ".journal.sqlite")
+            return self._source.with_name(self._source.name + ".journal.sqlite")
         return Path(self.journal)
 
     @property
@@ -91,7 +101,7 @@ class BatchSettings:
 
     @property
     def out_dir_path(self) -> Path:
-        return self.out_dir or self.manifest.with_name(f"{self.manifest.stem}-results")
+        return self.out_dir or self._source.with_name(f"{self._source.stem}-results")
 
 
 @attrs.define
@@ -119,7 +129,8 @@ def _scan(ctx: Context, manifest: Manifest) -> _Scan:
         if row.problem is not None:
             scan.problems[row.index] = row
             if len(scan.problems) <= _MAX_PROBLEMS_SHOWN:
-                ctx.note(f"manifest line {row.line}: {row.problem}")
+                where = manifest.place(row.line, row.fields.get("video_url", ""))
+                ctx.note(f"{where}: {row.problem}")
         elif row.output is not None:
             scan.outputs[row.index] = row.output
     if len(scan.problems) > _MAX_PROBLEMS_SHOWN:
@@ -142,11 +153,7 @@ async def run_batch(
     # The client first, so that a missing key or a bad base URL is the only message.
     async with ctx.open_client(poll=poll, key_needed=not settings.dry_run) as client:
         host = urlsplit(client.base_url).hostname or ""
-        manifest = Manifest(
-            settings.manifest,
-            out_dir=settings.out_dir_path,
-            allow_loopback_callbacks=is_loopback_host(host),
-        )
+        manifest = _manifest(settings, allow_loopback_callbacks=is_loopback_host(host))
         scan = _scan(ctx, manifest)
         if settings.dry_run:
             balance, why = None, "no API key given"
@@ -224,6 +231,31 @@ async def _check_balance(
     )
 
 
+def _manifest(settings: BatchSettings, *, allow_loopback_callbacks: bool) -> Manifest:
+    """The batch's inputs: a manifest file, or a folder of clips with ``--prompt``."""
+    if settings.manifest.is_dir():
+        if settings.prompt is None:
+            raise UsageError(
+                f"{settings.manifest} is a folder: give the prompt for its clips with --prompt"
+            )
+        return FolderManifest(
+            settings.manifest,
+            pattern=settings.glob,
+            prompt=settings.prompt,
+            out_dir=settings.out_dir_path,
+        )
+    if settings.prompt is not None:
+        raise UsageError(
+            f"--prompt goes with a folder of clips, and {settings.manifest} is not a folder"
+            " (a manifest has its own prompts)"
+        )
+    return Manifest(
+        settings.manifest,
+        out_dir=settings.out_dir_path,
+        allow_loopback_callbacks=allow_loopback_callbacks,
+    )
+
+
 async def _edit_all(
     ctx: Context, client: Client, settings: BatchSettings, manifest: Manifest, scan: _Scan
 ) -> int:
@@ -285,7 +317,7 @@ async def _edit_all(
                 if halted and halt is None:
                     halt = outcome.error
                 # A refused key is told once, at the end, not once per input.
-                _show(ctx, progress, row, report, quiet=halted)
+                _show(ctx, progress, row, report, quiet=halted, place=manifest.place)
     finally:
         progress.close()
         if report is not None:
@@ -307,13 +339,20 @@ def _open_report(path: Path | None) -> Report | None:
 
 
 def _halted(outcome: EditOutcome) -> bool:
-    # A refused key, an empty account or a journal that cannot be written fails every
-    # input alike: it is the user's setup, not the edits, and it is told once.
-    return isinstance(outcome.error, (*ACCOUNT_ERRORS, JournalError))
+    # A refused key, an empty account, a journal that cannot be written or a storage
+    # that refuses uploads fails every input alike: it is the user's setup, not the
+    # edits, and it is told once.
+    return isinstance(outcome.error, (*ACCOUNT_ERRORS, JournalError, StorageError))
 
 
 def _show(
-    ctx: Context, progress: Progress, row: ReportRow, report: Report | None, *, quiet: bool
+    ctx: Context,
+    progress: Progress,
+    row: ReportRow,
+    report: Report | None,
+    *,
+    quiet: bool,
+    place: Callable[[int, str], str],
 ) -> None:
     if report is not None:
         report.write(row)
@@ -322,7 +361,8 @@ def _show(
     elif row.status != "completed" and row.error_code != "invalid_row" and not quiet:
         # Invalid rows were listed while the manifest was read.
         code = f" ({row.error_code})" if row.status != "invalid" else ""
-        progress.message(f"manifest line {row.line}: {row.status}{code}: {row.error_message}")
+        where = place(row.line, row.video_url)
+        progress.message(f"{where}: {row.status}{code}: {row.error_message}")
 
 
 def _summarize(

@@ -7,15 +7,17 @@ the answer; with ``--json`` stdout carries only JSON objects, one per line.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, TextIO
 
 import attrs
 
 from .._client import Client
-from .._config import find_api_key, resolve_base_url
+from .._config import STORAGE_ENV_VAR, find_api_key, resolve_base_url
 from .._constants import BASE_URL_ENV_VAR
 from .._exceptions import ValidationError
+from .._media.storage import S3Storage, Storage
 from .._models import PollPolicy
 from .errors import UsageError
 from .streams import put
@@ -36,6 +38,9 @@ class Context:
     json: bool = False
     verbose: bool = False
     replay_creates: bool = True
+    # --storage and --storage-endpoint (docs/storage.md).
+    storage: str | None = None
+    storage_endpoint: str | None = None
     out: TextIO = attrs.field(factory=lambda: sys.stdout)
     err: TextIO = attrs.field(factory=lambda: sys.stderr)
     # What to tell the user if Ctrl-C ends the run now (set as a command goes along).
@@ -55,6 +60,7 @@ class Context:
         or the base URL is unsafe: both are fixed on the command line, not by retrying."""
         key_given = bool(find_api_key(self.api_key))
         api_key = self.api_key if key_given or key_needed else _NO_KEY_NEEDED
+        storage = self._storage()
         try:
             # Callbacks go to the user's own receiver, never to this process: its waits
             # poll callback tasks as usual, not as a slow safety net.
@@ -64,6 +70,7 @@ class Context:
                 poll=poll,
                 receives_callbacks=False,
                 replay_creates=self.replay_creates,
+                storage=storage,
             )
         except ValidationError as exc:
             if exc.field == "api_key" and not key_given:
@@ -74,6 +81,24 @@ class Context:
             if exc.field == "api_key":
                 raise UsageError(f"{exc} (check --api-key or $OMNI_EDIT_API_KEY)") from None
             raise UsageError(f"{exc} (check --base-url or ${BASE_URL_ENV_VAR})") from None
+
+    def _storage(self) -> Storage | str | None:
+        """The storage the options name: made now when they name it (so a mistake in it,
+        or a missing extra, is the one message), else ``$OMNI_EDIT_STORAGE`` when the
+        client first needs it. ``UsageError`` (exit 2) for a storage that cannot be."""
+        url = self.storage
+        if self.storage_endpoint and not url:
+            url = os.environ.get(STORAGE_ENV_VAR) or None
+            if url is None:
+                raise UsageError(
+                    f"--storage-endpoint needs --storage s3://bucket/prefix (or ${STORAGE_ENV_VAR})"
+                )
+        if url is None:
+            return None
+        try:
+            return S3Storage.from_url(url, endpoint_url=self.storage_endpoint)
+        except ValidationError as exc:
+            raise UsageError(f"{exc} (check --storage)") from None
 
     def emit(self, obj: dict[str, Any]) -> None:
         """One JSON object on one line of stdout, flushed so a reader sees it at once."""

@@ -104,7 +104,7 @@ async def dry_run(
         if ctx.json:
             ctx.emit({"event": "refused", "index": index, "line": row.line, "error": why})
         else:
-            ctx.note(f"manifest line {row.line}: {why}")
+            ctx.note(f"{manifest.place(row.line, row.fields.get('video_url', ''))}: {why}")
     total_seconds = found.total_seconds
     tokens_in, tokens_out = found.tokens()
     credits = found.credits(credits_per_1k_tokens)

@@ -26,6 +26,7 @@ from .._exceptions import (
     RateLimitError,
     ResultExpiredError,
     ServerError,
+    StorageError,
     SubmissionUncertainError,
     TaskFailedError,
     ValidationError,
@@ -79,6 +80,9 @@ def explain(exc: BaseException, base_url: str) -> tuple[str, int]:
 
 
 def _explain_sdk(exc: OmniEditError, base_url: str) -> tuple[str, int]:
+    if isinstance(exc, StorageError):
+        # Credentials, a bucket, an endpoint: the user's setup (docs/storage.md).
+        return f"{exc}", EXIT_USAGE
     message, status = _explain_one(exc, base_url)
     if isinstance(exc, APIError) and exc.request_id:
         # What support asks for first (docs/api.md#http-errors).

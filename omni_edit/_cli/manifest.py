@@ -1,11 +1,13 @@
 """A batch manifest: CSV with a header row, or JSON Lines, one input per data row.
 
-Keys (CSV columns): ``video_url`` and ``prompt`` (required), ``callback_url`` and
-``output`` (optional). An ``output`` is a file name, or a relative path, inside the
-batch's output folder: nothing a manifest says is written anywhere else. The n-th data
-row is input n of the batch whatever is wrong with it, so reports name rows by their
-place; the journal knows inputs by what they ask for, so a bad row is reported, skipped,
-and once fixed is a new input.
+Keys (CSV columns): ``video_url`` (or ``video``) and ``prompt`` (required),
+``callback_url`` and ``output`` (optional). A ``video_url`` may be a local clip: a path
+relative to the manifest's folder (and inside it), or an absolute one; it is uploaded to
+the client's storage (docs/storage.md#in-a-batch-and-its-journal). An ``output`` is a
+file name, or a relative path, inside the batch's output folder: nothing a manifest
+says is written anywhere else. The n-th data row is input n of the batch whatever is
+wrong with it, so reports name rows by their place; the journal knows inputs by what
+they ask for, so a bad row is reported, skipped, and once fixed is a new input.
 Blank lines are not data rows. A row's problem is found here, before anything is sent,
 and named by the line it starts on in the file.
 
@@ -26,13 +28,15 @@ import attrs
 
 from .._constants import FILE_NAME_MAX_BYTES, TEMP_NAME_ROOM_BYTES
 from .._exceptions import ValidationError
+from .._media.storage import is_local_clip, local_clip_path
 from .._wire.validation import validate_callback_url, validate_prompt, validate_video_url
 from .errors import UsageError
 
-__all__ = ["KEYS", "Manifest", "Row", "is_inside"]
+__all__ = ["KEYS", "FolderManifest", "Manifest", "Row", "is_inside"]
 
 REQUIRED = ("video_url", "prompt")
-KEYS = (*REQUIRED, "callback_url", "output")
+# "video": the same as video_url, for a manifest that names clips rather than URLs.
+KEYS = (*REQUIRED, "video", "callback_url", "output")
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 # The longest path when the system does not say.
 _PATH_MAX_FALLBACK = 1024
@@ -68,6 +72,10 @@ class Manifest:
         self.out_dir = out_dir
         self.allow_loopback_callbacks = allow_loopback_callbacks
         self.ignored_keys: set[str] = set()
+
+    def place(self, line: int, video_url: str) -> str:
+        """How messages name a row: by its line."""
+        return f"manifest line {line}"
 
     @property
     def is_jsonl(self) -> bool:
@@ -123,7 +131,8 @@ class Manifest:
             reader = csv.reader(file)
             try:
                 header = [name.strip() for name in next(reader, [])]
-                missing = [key for key in REQUIRED if key not in header]
+                named = {*header, "video_url"} if "video" in header else set(header)
+                missing = [key for key in REQUIRED if key not in named]
                 if missing:
                     raise UsageError(
                         f"the manifest {self.path} must start with a header row naming the"
@@ -184,9 +193,16 @@ class Manifest:
             if value.strip():
                 fields[key] = value.strip()
         output = fields.pop("output", None)
+        video = fields.pop("video", None)
+        if video is not None and "video_url" not in fields:
+            fields["video_url"] = video
         row = Row(index, line, fields)
         try:
-            validate_video_url(fields.get("video_url", ""))
+            clip = fields.get("video_url", "")
+            if clip and is_local_clip(clip):
+                fields["video_url"] = self._local_clip(clip)
+            else:
+                validate_video_url(clip)
             validate_prompt(fields.get("prompt", ""))
             if "callback_url" in fields:
                 validate_callback_url(
@@ -244,6 +260,62 @@ class Manifest:
         except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links (< 3.13)
             raise ValueError(f"cannot be used: {getattr(exc, 'strerror', None) or exc}") from None
         return path
+
+    def _local_clip(self, text: str) -> str:
+        """A local clip's absolute path: a relative one is taken in the manifest's folder
+        (not the working directory) and must stay inside it, so a manifest cannot climb
+        out with ``..`` (docs/storage.md#in-a-batch-and-its-journal)."""
+        path = local_clip_path(text)
+        if path.is_absolute():
+            return os.path.normpath(path)
+        base = Path(os.path.abspath(self.path.parent))
+        joined = Path(os.path.normpath(base / path))
+        if not joined.is_relative_to(base):
+            raise ValidationError(
+                f"the clip {_shown(text)} leads out of the manifest's folder: name it"
+                " inside the folder, or by an absolute path",
+                field="video_url",
+            )
+        return str(joined)
+
+
+class FolderManifest(Manifest):
+    """A folder of clips as a batch: every file matching ``pattern`` (in name order),
+    each edited with ``prompt``. Files under ``out_dir`` are results, not clips."""
+
+    def __init__(self, folder: Path, *, pattern: str, prompt: str, out_dir: Path) -> None:
+        super().__init__(folder, out_dir=out_dir)
+        try:
+            validate_prompt(prompt)
+        except ValidationError as exc:
+            raise UsageError(f"--prompt: {exc}") from None
+        self.pattern = pattern
+        self.prompt = prompt
+
+    def place(self, line: int, video_url: str) -> str:
+        """How messages name a clip: by its file's name."""
+        return f"clip {PurePath(video_url).name}"
+
+    @property
+    def is_jsonl(self) -> bool:
+        return False
+
+    def rows(self) -> Iterator[Row]:
+        results = Path(os.path.abspath(self.out_dir))
+        try:
+            files = sorted(
+                Path(os.path.abspath(p))
+                for p in self.path.glob(self.pattern)
+                if p.is_file() and not Path(os.path.abspath(p)).is_relative_to(results)
+            )
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot list the folder {self.path}: {exc}") from None
+        if not files:
+            raise UsageError(
+                f"no file in {self.path} matches {self.pattern!r} (--glob chooses which)"
+            )
+        for index, file in enumerate(files):
+            yield Row(index, index + 1, {"video_url": str(file), "prompt": self.prompt})
 
 
 def is_inside(path: Path, folder: Path) -> bool:

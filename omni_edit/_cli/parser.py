@@ -20,11 +20,16 @@ __all__ = ["build_parser"]
 _BATCH_EPILOG = """\
 manifest:
   CSV (.csv) with a header row naming the columns, or JSON Lines (.jsonl, one object
-  per line) with the same keys: video_url and prompt (required), callback_url and
-  output (optional). An output is a file name or a relative path under --out-dir
-  (never '..', '~' or an absolute path); rows without one get a name from their input.
-  A bad row is reported with its line number, skipped, and keeps its place: fix it and
-  rerun, and the rest resumes.
+  per line) with the same keys: video_url (or video) and prompt (required), callback_url
+  and output (optional). A video_url may be a local path, relative to the manifest's
+  folder and inside it (or absolute): it is uploaded to --storage first. An output is
+  a file name or a relative path under --out-dir (never '..', '~' or an absolute path);
+  rows without one get a name from their input. A bad row is reported with its line
+  number, skipped, and keeps its place: fix it and rerun, and the rest resumes.
+
+folder:
+  With --prompt, every *.mp4 in the folder (--glob to choose) is one input, in name
+  order, uploaded to --storage first (docs/storage.md).
 
 resuming:
   The journal records every input's task. Run the same command again, after a crash or
@@ -167,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_storage(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--storage",
+        metavar="s3://BUCKET/PREFIX",
+        help="where local clips are uploaded (default: $OMNI_EDIT_STORAGE); credentials"
+        " from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; needs omni-edit[s3]",
+    )
+    command.add_argument(
+        "--storage-endpoint",
+        metavar="URL",
+        help="the S3-compatible endpoint (R2, MinIO...; default:"
+        " $OMNI_EDIT_STORAGE_ENDPOINT, $AWS_ENDPOINT_URL_S3, else AWS)",
+    )
+
+
 def _add_force(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--force", action="store_true", help="overwrite the --out file if it exists"
@@ -180,13 +200,16 @@ def _add_edit(commands: _Commands) -> None:
         "Submit one edit, show its progress, and save the result.",
     )
     edit.add_argument(
-        "video_url", metavar="VIDEO_URL", help="http(s) URL of an mp4 of at most 10 s"
+        "video_url",
+        metavar="VIDEO",
+        help="an mp4 of at most 10 s: an http(s) URL, or a local file (uploaded to --storage)",
     )
     edit.add_argument("--prompt", required=True, help="what to change, and what to keep")
     edit.add_argument(
         "--out", type=Path, metavar="FILE", help="where to save (default: named after the input)"
     )
     edit.add_argument("--callback-url", metavar="URL", help="https URL the API calls when done")
+    _add_storage(edit)
     _add_force(edit)
     edit.add_argument(
         "--no-preflight",
@@ -200,11 +223,25 @@ def _add_edit(commands: _Commands) -> None:
 def _add_batch(commands: _Commands) -> None:
     batch = commands.add(
         "batch",
-        "edit every clip of a CSV or JSONL manifest, resumably",
-        "Edit every input of MANIFEST, showing progress, saving results, resumable.",
+        "edit every clip of a CSV or JSONL manifest, or of a folder, resumably",
+        "Edit every input of MANIFEST (or every clip in a folder), showing progress,"
+        " saving results, resumable.",
         _BATCH_EPILOG,
     )
-    batch.add_argument("manifest", metavar="MANIFEST", type=Path, help="CSV or JSONL file")
+    batch.add_argument(
+        "manifest", metavar="MANIFEST", type=Path, help="CSV or JSONL file, or a folder of clips"
+    )
+    batch.add_argument(
+        "--prompt", help="with a folder: the prompt for every clip in it (required then)"
+    )
+    batch.add_argument(
+        "--glob",
+        default="*.mp4",
+        metavar="PATTERN",
+        help="with a folder: which files are clips (default %(default)s; '**/*.mp4' for"
+        " subfolders too)",
+    )
+    _add_storage(batch)
     batch.add_argument(
         "--out-dir",
         type=Path,

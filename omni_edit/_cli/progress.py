@@ -43,9 +43,17 @@ def status_line(total: int, ended: Counter[str], counts: BatchProgress, elapsed:
     others = "".join(f" {ended[key]} {key}," for key in ("uncertain", "invalid") if ended[key])
     return (
         f"{ended['completed']}/{total} done, {ended['failed']} failed,{others}"
+        f"{_uploads(counts, ' ', ',')}"
         f" {counts.running} running, {rate:.1f}/s, ETA {eta},"
         f" credits {counts.credits_reserved:.1f}"
     )
+
+
+def _uploads(counts: BatchProgress, before: str, after: str) -> str:
+    """Local clips uploading and uploaded (docs/storage.md), when there are any."""
+    if not counts.uploading and not counts.uploaded:
+        return ""
+    return f"{before}{counts.uploading} uploading, {counts.uploaded} uploaded{after}"
 
 
 def _duration(seconds: float) -> str:
@@ -143,6 +151,7 @@ class BarProgress(Progress):
         others = "".join(f", {key} {ended[key]}" for key in ("uncertain", "invalid") if ended[key])
         self._bar.set_postfix_str(
             f"done {ended['completed']}, failed {ended['failed']}{others},"
+            f"{_uploads(self.counts, ' ', ',')}"
             f" running {self.counts.running}, credits {self.counts.credits_reserved:.1f}",
             refresh=False,
         )

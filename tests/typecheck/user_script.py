@@ -70,6 +70,22 @@ async def edit_all(client: omni_edit.Client, urls: list[str]) -> list[EditOutcom
     return outcomes
 
 
+async def edit_folder(folder: Path) -> int:
+    """Local clips, uploaded to the user's own storage first (omni-edit[s3])."""
+    storage = omni_edit.S3Storage("my-bucket", "omni-inputs", region="eu-west-1")
+    async with omni_edit.Client(storage=storage, storage_url_seconds=3 * 3600) as client:
+        stored: omni_edit.StoredClip = await client.upload(folder / "first.mp4")
+        print(f"{stored.sha256[:12]} {'uploaded' if stored.uploaded else 'stored already'}")
+        try:
+            await client.submit(folder / "first.mp4", PROMPT)
+        except omni_edit.StorageError as exc:
+            print(f"the storage refused: {exc}", file=sys.stderr)
+            return 1
+        batch = client.edit_many([(clip, PROMPT) for clip in sorted(folder.glob("*.mp4"))])
+        async with contextlib.aclosing(batch):
+            return 0 if all([o.ok async for o in batch]) else 1
+
+
 async def main(urls: list[str]) -> int:
     print(f"omni_edit {omni_edit.__version__}")
     async with omni_edit.Client(max_concurrency=8) as client:

@@ -159,6 +159,7 @@ def main() -> None:
         make_v1_largesize(end, HERE / "v1_largesize.mp4")
         ffmpeg(HERE / "clip_9_9s.mp4", 9.9, audio=True, movflags="+faststart")
         ffmpeg(HERE / "clip_10_1s.mp4", 10.1, audio=False, movflags="+faststart")
+        ffmpeg(HERE / "clip_12s.mp4", 12, audio=False, movflags="+faststart")
         whole = (HERE / "moov_at_end.mp4").read_bytes()
         (HERE / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
         (HERE / "empty.mp4").write_bytes(b"")
