@@ -236,3 +236,22 @@ async def test_a_pause_seen_by_one_worker_reaches_the_others(postgres_url: str) 
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_local_clip_in_a_shared_batch_is_refused_alone_before_anything_is_sent(
+    make_emulator: EmulatorFactory,
+    make_client: ClientFactory,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    emu = await make_emulator(processing_time=(0.01, 0.02), estimated_time=0.02)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0\0\0\x18ftypisom" + bytes(100))
+    client = await make_client(emu, KEY, poll=FAST)
+    inputs = [(str(clip), "warmer"), ("https://media.example.com/ok.mp4", "warmer")]
+    outcomes = {o.index: o async for o in client.edit_many(inputs, journal=postgres_url)}
+    assert outcomes[1].ok
+    error = outcomes[0].error
+    assert isinstance(error, oe.ValidationError)
+    assert "local file" in str(error)
+    assert [t.video_url for t in emu.tasks.values()] == ["https://media.example.com/ok.mp4"]

@@ -346,6 +346,19 @@ class _Batch:
                     await claimed.put(_Claiming(index, raw, prepared))
                     continue
                 request, digest = prepared
+                if is_local_clip(request.video_url):
+                    # Another host would look for the file on its own disk. A local
+                    # clip's identity is its content, read here: hosting it for every
+                    # host is not built yet (docs/architecture.md#journals).
+                    error = ValidationError(
+                        "a batch shared through PostgreSQL takes clip URLs every worker"
+                        " can fetch, not a local file: upload the clip first, or run it"
+                        " with a SQLite journal",
+                        field="video_url",
+                    )
+                    outcome = EditOutcome(index=index, request=request, error=error)
+                    await claimed.put(_Claiming(index, raw, outcome))
+                    continue
                 identity = Identity(digest, self._occurrences.next(digest))
                 chunk.append(
                     (index, identity, (request.video_url, request.prompt, request.callback_url))
