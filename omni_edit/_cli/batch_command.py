@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,9 +38,10 @@ from .._wire.validation import is_loopback_host
 from .context import Context
 from .dry_run import dry_run, estimate
 from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
+from .html_report import HtmlReport, is_html
 from .manifest import Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
-from .report import Report, ReportRow, describe
+from .report import Report, ReportRow, Timing, describe
 
 __all__ = ["BatchSettings", "run_batch"]
 
@@ -66,6 +68,10 @@ class BatchSettings:
     ignore_balance: bool = False
     credits_per_1k_tokens: float = CREDITS_PER_1K_TOKENS_ESTIMATE
     rerun: str = ""
+    # A second report, the page to watch (the demo writes CSV and HTML), and local
+    # copies of inputs for the page to link instead of their URLs.
+    html_report: Path | None = None
+    local_sources: Mapping[str, Path] = attrs.field(factory=dict)
 
     @property
     def journal_path(self) -> Path:
@@ -230,7 +236,7 @@ async def _edit_all(
             # {} is refused by the SDK at once: the row keeps its index, costs nothing.
             yield {} if row.problem is not None else row.fields
 
-    report = _open_report(settings.report)
+    reports = _open_reports(settings)
     progress = make_progress(scan.total, ctx.err, json=ctx.json)
     tally: Counter[str] = Counter()
     halt: BaseException | None = None
@@ -251,6 +257,8 @@ async def _edit_all(
         async with ticking(progress), contextlib.aclosing(outcomes):
             async for outcome in outcomes:
                 row = describe(outcome, scan.row(outcome.index))
+                created = outcome.task.created if outcome.task is not None else None
+                timing = Timing(created, datetime.now(timezone.utc))
                 tally[row.status] += 1
                 if outcome.resumed:
                     # Done by an earlier run or another worker sharing the journal.
@@ -260,21 +268,32 @@ async def _edit_all(
                 if halted and halt is None:
                     halt = outcome.error
                 # A refused key is told once, at the end, not once per input.
-                _show(ctx, progress, row, report, quiet=halted)
+                _show(ctx, progress, row, timing, reports, quiet=halted)
     finally:
         progress.close()
-        if report is not None:
+        for report in reports:
             report.close()
     ctx.on_interrupt = None
     credits = progress.counts.credits_reserved
-    return _summarize(ctx, settings, scan.total, tally, credits, halt, report)
+    return _summarize(ctx, settings, scan.total, tally, credits, halt, reports)
 
 
-def _open_report(path: Path | None) -> Report | None:
-    if path is None:
-        return None
+def _open_reports(settings: BatchSettings) -> list[Report]:
+    reports: list[Report] = []
     try:
-        return Report(path)
+        for path in (settings.report, settings.html_report):
+            if path is not None:
+                reports.append(_open_report(path, settings.local_sources))
+    except BaseException:
+        for report in reports:
+            report.close()
+        raise
+    return reports
+
+
+def _open_report(path: Path, sources: Mapping[str, Path]) -> Report:
+    try:
+        return HtmlReport(path, sources=sources) if is_html(path) else Report(path)
     except OSError as exc:
         raise UsageError(f"cannot write the report {path}: {exc.strerror or exc}") from None
 
@@ -286,10 +305,16 @@ def _halted(outcome: EditOutcome) -> bool:
 
 
 def _show(
-    ctx: Context, progress: Progress, row: ReportRow, report: Report | None, *, quiet: bool
+    ctx: Context,
+    progress: Progress,
+    row: ReportRow,
+    timing: Timing,
+    reports: list[Report],
+    *,
+    quiet: bool,
 ) -> None:
-    if report is not None:
-        report.write(row)
+    for report in reports:
+        report.write(row, timing)
     if ctx.json:
         ctx.emit({"event": "outcome", **row.as_dict()})
     elif row.status != "completed" and row.error_code != "invalid_row" and not quiet:
@@ -305,7 +330,7 @@ def _summarize(
     tally: Counter[str],
     credits: float,
     halt: BaseException | None,
-    report: Report | None,
+    reports: list[Report],
 ) -> int:
     status = EXIT_OK if tally["completed"] == total else EXIT_FAILED
     if halt is not None:
@@ -328,7 +353,7 @@ def _summarize(
                 "credits_reserved": round(credits, 2),
                 "out_dir": str(settings.out_dir_path),
                 "journal": str(settings.journal_path),
-                "report": str(report.path) if report else None,
+                "report": str(reports[0].path) if reports else None,
                 "exit_code": status,
             }
         )
@@ -348,8 +373,13 @@ def _summarize(
         )
     if tally["completed"]:
         ctx.say(f"  results  {settings.out_dir_path}/")
-    if report is not None:
-        ctx.say(f"  report   {report.path}")
+    for report in reports:
+        if isinstance(report, HtmlReport):
+            ctx.say(
+                f"  report   {report.path} (open it in a browser: {report.path.resolve().as_uri()})"
+            )
+        else:
+            ctx.say(f"  report   {report.path}")
     ctx.say(f"  journal  {settings.journal_path}")
     ctx.say(f"  credits  {credits:.1f} reserved by the tasks this run submitted")
     if tally["uncertain"]:
