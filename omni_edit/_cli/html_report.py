@@ -49,7 +49,7 @@ article header { display: flex; gap: 1em; align-items: baseline; flex-wrap: wrap
 .status-failed .status, .status-uncertain .status, .status-invalid .status { color: #b42318; }
 .prompt { font-size: 1.05em; margin: 0.5em 0; white-space: pre-wrap; }
 .players { display: flex; gap: 1em; flex-wrap: wrap; }
-figure { margin: 0; flex: 1 1 320px; max-width: 640px; }
+figure { margin: 0; flex: 1 1 280px; max-width: 480px; }
 figcaption { color: #666; font-size: 0.9em; overflow-wrap: anywhere; }
 video { width: 100%; background: #000; aspect-ratio: 16 / 9; }
 .none { display: flex; align-items: center; justify-content: center; aspect-ratio: 16 / 9;

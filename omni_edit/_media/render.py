@@ -32,7 +32,7 @@ Filter = tuple[str, str]
 _SAMPLE_RATE = 48000
 _DEFAULT_FPS = 24
 # Enough for a watchable result of a small clip, cheap to encode.
-_X264_OPTIONS = {"preset": "veryfast", "crf": "28"}
+_X264_OPTIONS = {"preset": "superfast", "crf": "30"}
 
 
 def make_clip(
