@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -144,15 +145,29 @@ async def test_real_results_are_the_input_restyled_by_the_prompt(
     assert made == again
 
 
-def test_without_the_extra_real_results_are_refused_naming_it() -> None:
-    # A meta-path finder that fails every import of av, as on a machine without it.
+_BLOCK_AV = """\
+import sys
+
+
+class _NoAv:
+    # As on a machine without the media extra: every import of av fails.
+    def find_spec(self, name, path=None, target=None):
+        if name == "av" or name.startswith("av."):
+            raise ModuleNotFoundError("No module named 'av'", name="av")
+
+
+sys.meta_path.insert(0, _NoAv())
+"""
+
+
+def _without_av(tmp_path: Path) -> dict[str, str]:
+    """An environment whose Python cannot import av (a sitecustomize blocks it)."""
+    (tmp_path / "sitecustomize.py").write_text(_BLOCK_AV)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+
+
+def test_without_the_extra_real_results_are_refused_naming_it(tmp_path: Path) -> None:
     script = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'av' or name.startswith('av.'):\n"
-        "            raise ModuleNotFoundError(\"No module named 'av'\", name='av')\n"
-        "sys.meta_path.insert(0, Block())\n"
         "from omni_edit._media.extra import media_available\n"
         "from omni_edit._media.render import make_clip\n"
         "from omni_edit.emulator import Emulator\n"
@@ -164,12 +179,35 @@ def test_without_the_extra_real_results_are_refused_naming_it() -> None:
         "        print(exc)\n"
         "Emulator()  # placeholders need nothing\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", script],
+        env=_without_av(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 2
     assert all("pip install 'omni-edit[media]'" in line for line in lines)
     assert lines[0].startswith("Emulator(real_results=True) needs the media extra")
+
+
+def test_the_emulator_command_says_its_results_are_placeholders_without_the_extra(
+    tmp_path: Path,
+) -> None:
+    argv = [sys.executable, "-m", "omni_edit", "emulator", "--port", "0"]
+    with subprocess.Popen(
+        argv, env=_without_av(tmp_path), stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    said = "".join(lines)
+    assert "Results are placeholders" in said
+    assert "pip install 'omni-edit[media]'" in said
