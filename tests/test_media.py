@@ -211,3 +211,28 @@ def test_the_emulator_command_says_its_results_are_placeholders_without_the_extr
     said = "".join(lines)
     assert "Results are placeholders" in said
     assert "pip install 'omni-edit[media]'" in said
+
+
+@pytest.mark.parametrize(
+    ("prompt", "look"),
+    [
+        ("Make the lighting warmer and keep everything else unchanged", "warmer"),
+        ("Turn the scene into a snowy winter evening", "cooler"),
+        ("Make it Black and White like an old film", "black and white"),
+        ("A brighter, sunny afternoon", "brighter"),
+    ],
+)
+def test_the_look_is_keyed_from_the_prompt(prompt: str, look: str) -> None:
+    from omni_edit.emulator._looks import look_for
+
+    assert look_for(prompt).name == look
+
+
+def test_any_other_prompt_gets_its_own_steady_tint() -> None:
+    from omni_edit.emulator._looks import look_for
+
+    first, again = look_for("Give it a 1970s film look"), look_for("Give it a 1970s film look")
+    other = look_for("Replace the sky with stars")
+    assert first == again
+    assert first.name.startswith("tint")
+    assert first.filters != other.filters

@@ -179,8 +179,7 @@ class _Writer:
     def video(self, frame: Any) -> None:
         self.frames += 1
         if frame.pts is not None and frame.time_base is not None:
-            self._end = max(self._end, (frame.pts + 1) * frame.time_base)
-            # One frame's length, so the last frame shows for as long as the others.
+            # Plus one frame's length: the last frame shows as long as the others.
             self._end = max(self._end, frame.pts * frame.time_base + 1 / self._rate)
         self._packets.extend(self._video.encode(frame))
 
