@@ -663,16 +663,6 @@ async def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
 # --- the rest ----------------------------------------------------------------------------
 
 
-async def test_demo_runs_end_to_end_without_a_key(tmp_path: Path) -> None:
-    code, stdout, stderr = await _run("demo", env=_env(None), cwd=tmp_path)
-    assert code == 0, stderr
-    results = list((tmp_path / "omni-edit-demo" / "results").iterdir())
-    assert len(results) == 21
-    assert "21 of 24 edits saved" in stdout
-    assert "content_policy_violation" in stdout
-    assert "manifest line 25: prompt is missing or empty" in stderr
-
-
 def test_import_omni_edit_does_not_import_the_progress_bar() -> None:
     code = "import omni_edit, omni_edit._cli, sys; assert 'tqdm' not in sys.modules"
     assert os.spawnv(os.P_WAIT, sys.executable, [sys.executable, "-c", code]) == 0

@@ -15,7 +15,8 @@ import contextlib
 import os
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,9 +42,10 @@ from .._wire.validation import is_loopback_host
 from .context import Context
 from .dry_run import dry_run, estimate
 from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
+from .html_report import HtmlReport, is_html
 from .manifest import FolderManifest, Manifest, Row, is_inside
 from .progress import Progress, make_progress, ticking
-from .report import Report, ReportRow, describe
+from .report import Report, ReportRow, Timing, describe
 from .shared_batch import is_shared, write_report
 
 __all__ = ["BatchSettings", "run_batch"]
@@ -72,6 +74,10 @@ class BatchSettings:
     ignore_balance: bool = False
     credits_per_1k_tokens: float = CREDITS_PER_1K_TOKENS_ESTIMATE
     rerun: str = ""
+    # A second report, the page to watch (the demo writes CSV and HTML), and local
+    # copies of inputs for the page to link instead of their URLs.
+    html_report: Path | None = None
+    local_sources: Mapping[str, Path] = attrs.field(factory=dict)
     # With a shared journal: the in-flight cap all its workers share.
     account_concurrency: int | None = None
     # With a folder for ``manifest``: the prompt for every clip, and which files are clips.
@@ -286,7 +292,7 @@ async def _edit_all(
 
     # A shared batch's report is written from the journal at the end: it covers the
     # inputs the other workers did too.
-    report = None if settings.shared else _open_report(settings.report)
+    reports = [] if settings.shared else _open_reports(settings)
     progress = make_progress(scan.total, ctx.err, json=ctx.json)
     tally: Counter[str] = Counter()
     halt: BaseException | None = None
@@ -308,6 +314,8 @@ async def _edit_all(
         async with ticking(progress), contextlib.aclosing(outcomes):
             async for outcome in outcomes:
                 row = describe(outcome, scan.row(outcome.index))
+                created = outcome.task.created if outcome.task is not None else None
+                timing = Timing(created, datetime.now(timezone.utc))
                 tally[row.status] += 1
                 if outcome.resumed:
                     # Done by an earlier run or another worker sharing the journal.
@@ -317,23 +325,34 @@ async def _edit_all(
                 if halted and halt is None:
                     halt = outcome.error
                 # A refused key is told once, at the end, not once per input.
-                _show(ctx, progress, row, report, quiet=halted, place=manifest.place)
+                _show(ctx, progress, row, timing, reports, quiet=halted, place=manifest.place)
     finally:
         progress.close()
-        if report is not None:
+        for report in reports:
             report.close()
     ctx.on_interrupt = None
     credits = progress.counts.credits_reserved
     if isinstance(journal, str):
         return await _summarize_shared(ctx, settings, journal, tally, credits, halt)
-    return _summarize(ctx, settings, scan.total, tally, credits, halt, report)
+    return _summarize(ctx, settings, scan.total, tally, credits, halt, reports)
 
 
-def _open_report(path: Path | None) -> Report | None:
-    if path is None:
-        return None
+def _open_reports(settings: BatchSettings) -> list[Report]:
+    reports: list[Report] = []
     try:
-        return Report(path)
+        for path in (settings.report, settings.html_report):
+            if path is not None:
+                reports.append(_open_report(path, settings.local_sources))
+    except BaseException:
+        for report in reports:
+            report.close()
+        raise
+    return reports
+
+
+def _open_report(path: Path, sources: Mapping[str, Path]) -> Report:
+    try:
+        return HtmlReport(path, sources=sources) if is_html(path) else Report(path)
     except OSError as exc:
         raise UsageError(f"cannot write the report {path}: {exc.strerror or exc}") from None
 
@@ -349,13 +368,14 @@ def _show(
     ctx: Context,
     progress: Progress,
     row: ReportRow,
-    report: Report | None,
+    timing: Timing,
+    reports: list[Report],
     *,
     quiet: bool,
     place: Callable[[int, str], str],
 ) -> None:
-    if report is not None:
-        report.write(row)
+    for report in reports:
+        report.write(row, timing)
     if ctx.json:
         ctx.emit({"event": "outcome", **row.as_dict()})
     elif row.status != "completed" and row.error_code != "invalid_row" and not quiet:
@@ -372,7 +392,7 @@ def _summarize(
     tally: Counter[str],
     credits: float,
     halt: BaseException | None,
-    report: Report | None,
+    reports: list[Report],
 ) -> int:
     status = EXIT_OK if tally["completed"] == total else EXIT_FAILED
     if halt is not None:
@@ -395,7 +415,7 @@ def _summarize(
                 "credits_reserved": round(credits, 2),
                 "out_dir": str(settings.out_dir_path),
                 "journal": settings.journal_shown,
-                "report": str(report.path) if report else None,
+                "report": str(reports[0].path) if reports else None,
                 "exit_code": status,
             }
         )
@@ -415,8 +435,13 @@ def _summarize(
         )
     if tally["completed"]:
         ctx.say(f"  results  {settings.out_dir_path}/")
-    if report is not None:
-        ctx.say(f"  report   {report.path}")
+    for report in reports:
+        if isinstance(report, HtmlReport):
+            ctx.say(
+                f"  report   {report.path} (open it in a browser: {report.path.resolve().as_uri()})"
+            )
+        else:
+            ctx.say(f"  report   {report.path}")
     ctx.say(f"  journal  {settings.journal_shown}")
     ctx.say(f"  credits  {credits:.1f} reserved by the tasks this run submitted")
     if tally["uncertain"]:

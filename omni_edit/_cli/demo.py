@@ -1,10 +1,15 @@
 """``omni-edit demo``: the whole product working in one command, with no API key.
 
-It starts the emulator in-process, makes six small sample clips (real MP4 header boxes,
-built here: nothing is downloaded, no ffmpeg needed), serves them from a local web
-server so that preflight and the emulator really read them, writes a manifest of two
-dozen edits and runs the real ``batch`` command on it: progress bar, journal, report,
-results under ``./omni-edit-demo/results/``. It ends with a table of every edit.
+It starts the emulator in-process, makes six small sample clips, serves them from a
+local web server so that preflight and the emulator really read them, writes a manifest
+of two dozen edits and runs the real ``batch`` command on it: progress bar, journal,
+reports, results under ``./omni-edit-demo/results/``. It ends with a table of every edit
+and the page to watch them by, ``report.html``.
+
+With the ``media`` extra (PyAV), the clips are real videos and so are the emulator's
+results: each input re-rendered with a look keyed from its prompt (docs/media.md).
+Without it, the clips are MP4 header boxes over filler bytes, built here, and the
+results placeholders; the demo says so.
 
 Three rows go wrong on purpose, to show how each kind of failure is reported: a prompt
 the (emulated) safety filter blocks, a 12-second clip that preflight refuses before it
@@ -26,6 +31,8 @@ from pathlib import Path
 import attrs
 from aiohttp import web
 
+from .._media.extra import MEDIA_EXTRA_HINT, media_available
+from .._media.render import make_clip
 from .._models import PollPolicy
 from ..emulator import Emulator
 from .batch_command import BatchSettings, run_batch
@@ -62,13 +69,19 @@ async def run_demo(ctx: Context, out_dir: Path) -> int:
     started = time.monotonic()
     clips_dir, results_dir = out_dir / "clips", out_dir / "results"
     manifest, report = out_dir / "manifest.csv", out_dir / "report.csv"
+    page = out_dir / "report.html"
+    real = media_available()
     settings = BatchSettings(
-        manifest=manifest, out_dir=results_dir, concurrency=CONCURRENCY, report=report
+        manifest=manifest,
+        out_dir=results_dir,
+        concurrency=CONCURRENCY,
+        report=report,
+        html_report=page,
     )
-    _prepare(clips_dir, settings.journal_path)
+    _prepare(clips_dir, settings.journal_path, real=real)
 
     async with (
-        Emulator(processing_time=(1.0, 3.0), estimated_time=2, seed=2026) as emu,
+        Emulator(processing_time=(1.0, 3.0), estimated_time=2, seed=2026, real_results=real) as emu,
         _serve(clips_dir) as clips_url,
         _block(emu, BLOCKED_PROMPT),
     ):
@@ -79,21 +92,36 @@ async def run_demo(ctx: Context, out_dir: Path) -> int:
             f"Made {len(CLIPS)} sample clips of {shortest:g} to {longest:g} s in {clips_dir}/,"
             f" served at {clips_url}/; wrote {rows} edits to {manifest}."
         )
+        if not real:
+            ctx.say(
+                "The media extra is not installed, so the clips and the results are"
+                " placeholders (MP4 headers over filler bytes: no player can play them)."
+                f" For real videos: {MEDIA_EXTRA_HINT}"
+            )
         command = ["omni-edit", "batch", str(manifest), "--out-dir", str(results_dir)]
         command += ["--concurrency", str(CONCURRENCY), "--report", str(report)]
         ctx.say(f"\n$ {shlex.join(command)}")
         demo_ctx = attrs.evolve(ctx, api_key="demo-key", base_url=emu.base_url, json=False)
+        # The page links the local copies: the clip server is gone when it is read.
+        local = {f"{clips_url}/{name}": clips_dir / name for name, _ in CLIPS}
+        settings = attrs.evolve(settings, local_sources=local)
         await run_batch(demo_ctx, settings, poll=PollPolicy(min_interval=0.25))
         polls = sum(1 for r in emu.stats.requests if r.method == "GET")
-    return _summary(ctx, report, out_dir, time.monotonic() - started, polls)
+    return _summary(ctx, report, out_dir, time.monotonic() - started, polls, page, real=real)
 
 
-def _prepare(clips_dir: Path, journal: Path) -> None:
+def _prepare(clips_dir: Path, journal: Path, *, real: bool) -> None:
     """Write the sample clips, and forget an earlier demo's journal: it names clips on
     another port, so this run starts afresh."""
     clips_dir.mkdir(parents=True, exist_ok=True)
-    for name, seconds in CLIPS:
-        (clips_dir / name).write_bytes(sample_clip(seconds, seed=name))
+    for number, (name, seconds) in enumerate(CLIPS):
+        if real:
+            # One moving pattern, each clip in its own colours, its own tone.
+            hue = (("hue", f"h={number * 60}"),)
+            clip = make_clip(seconds, fps=12, tone_hz=300.0 + 40 * number, look=hue)
+        else:
+            clip = sample_clip(seconds, seed=name)
+        (clips_dir / name).write_bytes(clip)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{journal}{suffix}").unlink(missing_ok=True)
 
@@ -113,7 +141,16 @@ def _write_manifest(path: Path, clips_url: str) -> int:
     return len(rows)
 
 
-def _summary(ctx: Context, report: Path, out_dir: Path, elapsed: float, polls: int) -> int:
+def _summary(
+    ctx: Context,
+    report: Path,
+    out_dir: Path,
+    elapsed: float,
+    polls: int,
+    page: Path,
+    *,
+    real: bool,
+) -> int:
     with open(report, newline="", encoding="utf-8") as file:
         rows = sorted(csv.DictReader(file), key=lambda row: int(row["index"]))
     ctx.say(f"\n{'line':>4}  {'clip':<12} {'status':<10} result")
@@ -133,6 +170,15 @@ def _summary(ctx: Context, report: Path, out_dir: Path, elapsed: float, polls: i
         " 12 s clip that preflight refuses before it costs anything, and a row with no"
         f" prompt.\nEvery outcome is in {out_dir}/report.csv. Against the real API, running"
         " the same batch command again resumes it from its journal."
+    )
+    if not real:
+        ctx.say(
+            "The results are placeholders, not playable: install the media extra"
+            f" ({MEDIA_EXTRA_HINT}) and run the demo again for real edited videos."
+        )
+    ctx.say(
+        f"\nWatch every source and result side by side: open {page.resolve().as_uri()}"
+        " in a browser."
     )
     return 0 if completed == len(rows) - 3 else 1
 

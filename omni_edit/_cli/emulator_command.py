@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from .._media.extra import MEDIA_EXTRA_HINT, media_available
 from ..emulator import Emulator
 from .streams import put
 
@@ -27,6 +28,8 @@ async def serve_emulator(args: argparse.Namespace) -> int:
     it may hold a real key. Without it, any non-empty key is accepted.
     """
     key = (args.api_key or "").strip()
+    # Real, playable results when the media extra is there (docs/media.md).
+    real = media_available()
     emulator = Emulator(
         api_keys=[key] if key else None,
         host=args.host,
@@ -40,6 +43,7 @@ async def serve_emulator(args: argparse.Namespace) -> int:
         concurrency_limit=args.concurrency_limit,
         credits=args.credits,
         allow_http_callbacks=args.allow_http_callbacks,
+        real_results=real,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -54,6 +58,12 @@ async def serve_emulator(args: argparse.Namespace) -> int:
             sys.stdout,
             f"omni-edit emulator: API on {emu.base_url}, results on {emu.result_base_url}",
         )
+        if not real:
+            put(
+                sys.stdout,
+                "Results are placeholders (MP4 headers, no playable media);"
+                f" for real edited clips: {MEDIA_EXTRA_HINT}",
+            )
         put(sys.stdout, f"export OMNI_EDIT_BASE_URL={emu.base_url}")
         if key:
             # The key itself is not echoed: a key on a screen or in a log is a leaked key.

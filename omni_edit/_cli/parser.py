@@ -271,7 +271,10 @@ def _add_batch(commands: _Commands) -> None:
         ),
     )
     batch.add_argument(
-        "--report", type=Path, metavar="FILE", help="write one row per input (.csv, else JSONL)"
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write one row per input (.csv; .html: a page with players to watch; else JSONL)",
     )
     batch.add_argument(
         "--no-preflight",

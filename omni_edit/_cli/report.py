@@ -1,7 +1,8 @@
 """What became of each input of a batch: one row per input, as outcomes arrive.
 
-The same rows feed the ``--report`` file (CSV for a ``.csv`` name, JSON Lines for any
-other), the ``--json`` output and the summary. Outcomes arrive in completion order; the
+The same rows feed the ``--report`` file (CSV for a ``.csv`` name, a page to watch for
+``.html``, see ``html_report``, JSON Lines for any other), the ``--json`` output and the
+summary. Outcomes arrive in completion order; the
 report is in input order, as the manifest is, so the two can be read side by side. Each
 row is written and flushed as soon as every earlier input's row is; a row that arrives
 early waits, already serialized, for those. Closing writes what is still waiting, in
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +30,7 @@ from .._exceptions import (
 from .._models import EditOutcome
 from .manifest import Row
 
-__all__ = ["COLUMNS", "Report", "ReportRow", "describe"]
+__all__ = ["COLUMNS", "Report", "ReportRow", "Timing", "describe"]
 
 COLUMNS = (
     "index",
@@ -62,6 +64,15 @@ class ReportRow:
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+@attrs.frozen
+class Timing:
+    """When an input's task was created (``None`` if none was) and when its outcome
+    reached the batch."""
+
+    created: datetime | None
+    ended: datetime
 
 
 def describe(outcome: EditOutcome, row: Row) -> ReportRow:
@@ -122,7 +133,7 @@ class Report:
     def __init__(self, path: Path) -> None:
         self.path = path
         # Held open for the whole run, closed by close().
-        self._file: TextIO = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._file: TextIO = self._open(path)
         self._next = 0  # the index of the next row the file takes
         self._waiting: dict[int, str] = {}
         self._writer: csv.DictWriter[str] | None = None
@@ -133,8 +144,11 @@ class Report:
             self._file.write(self._take())
             self._file.flush()
 
-    def write(self, row: ReportRow) -> None:
-        self._waiting[row.index] = self._text(row)
+    def _open(self, path: Path) -> TextIO:
+        return open(path, "w", encoding="utf-8", newline="")
+
+    def write(self, row: ReportRow, timing: Timing | None = None) -> None:
+        self._waiting[row.index] = self._text(row, timing)
         if self._next not in self._waiting:
             return
         while self._next in self._waiting:
@@ -149,7 +163,7 @@ class Report:
             self._file.write(self._waiting.pop(index))
         self._file.close()
 
-    def _text(self, row: ReportRow) -> str:
+    def _text(self, row: ReportRow, timing: Timing | None) -> str:
         if self._writer is None:
             return json.dumps(row.as_dict(), ensure_ascii=False) + "\n"
         self._writer.writerow(row.as_dict())

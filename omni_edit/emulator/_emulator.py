@@ -27,6 +27,7 @@ from ._idempotency import IdempotencyLedger
 from ._inputs import InputChecker
 from ._jobs import JobGroup
 from ._limits import RateLimiter
+from ._render import ResultRenderer
 from ._results import ResultHost
 from ._state import EmulatedTask, Outcome, TaskStore, clock
 from ._stats import CallbackAttempt, Stats
@@ -73,7 +74,12 @@ class Emulator:
       second per key; both answer 429 with ``Retry-After`` beyond it.
     - ``latency``: seconds every API request is held before it is handled.
     - ``result_size`` bytes per result file, valid ``result_ttl`` seconds after the task
-      ends.
+      ends: a placeholder with real MP4 header boxes and filler media.
+    - ``real_results=True`` makes each result a real, playable MP4 instead: the input
+      clip (fetched when on a loopback host, else a generated clip) with a look keyed
+      from the prompt and a generated sound track (docs/media.md). It needs the
+      ``media`` extra and raises ``RuntimeError`` naming it when PyAV is missing. Off by
+      default: rendering costs a fraction of a second per distinct result.
     - ``allow_http_callbacks`` admits ``http://`` and loopback callback URLs (the API
       admits only public https ones); ``callback_retry_delays`` space the retries.
     - ``idempotency_keys``: honour ``Idempotency-Key`` on creates, as the gateway does
@@ -117,6 +123,7 @@ class Emulator:
         idempotency_keys: bool = True,
         idempotency_retention: float = IDEMPOTENCY_RETENTION_SECONDS,
         credits: float = 1e9,
+        real_results: bool = False,
         seed: int | None = None,
     ) -> None:
         for name, value in (
@@ -171,12 +178,14 @@ class Emulator:
         )
         self._api_faults = FaultQueue(API_FAULT_KINDS, "API host")
         self._result_faults = FaultQueue(RESULT_FAULT_KINDS, "result host")
+        self._renderer = ResultRenderer() if real_results else None
         self._results = ResultHost(
             store=self._store,
             size=result_size,
             ttl=result_ttl,
             stats=self.stats,
             faults=self._result_faults,
+            renderer=self._renderer,
         )
         self._jobs = JobGroup()
         self._callbacks = CallbackSender(
@@ -223,6 +232,8 @@ class Emulator:
             await self._jobs.open()
             await self._callbacks.open()
             await self._inputs.open()
+            if self._renderer is not None:
+                await self._renderer.open()
             result_host, result_port = await self._serve_results()
             self._results.base_url = _url(result_host, result_port)
             api_port = await self._serve(self._api.app(), self._host, self._port)
@@ -267,6 +278,8 @@ class Emulator:
         await self._jobs.close()
         await self._callbacks.close()
         await self._inputs.close()
+        if self._renderer is not None:
+            await self._renderer.close()
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -295,6 +308,11 @@ class Emulator:
         if self._base_url is None:
             raise RuntimeError("the Emulator is not started")
         return self._results.base_url
+
+    @property
+    def real_results(self) -> bool:
+        """Whether results are real, playable clips (``real_results=True``)."""
+        return self._renderer is not None
 
     @property
     def tasks(self) -> dict[str, EmulatedTask]:

@@ -22,6 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._faults import Fault, FaultQueue, drop_connection
 from ._mp4 import ResultFile
+from ._render import RenderedFile, ResultRenderer
 from ._state import EmulatedTask, TaskStore, clock
 from ._stats import ResultRequestRecord, Stats
 
@@ -78,7 +79,14 @@ class ResultHost:
     """Serves the result files of ``store``'s completed tasks and signs their links."""
 
     def __init__(
-        self, *, store: TaskStore, size: int, ttl: float, stats: Stats, faults: FaultQueue
+        self,
+        *,
+        store: TaskStore,
+        size: int,
+        ttl: float,
+        stats: Stats,
+        faults: FaultQueue,
+        renderer: ResultRenderer | None = None,
     ) -> None:
         self.base_url = ""  # set once the host's socket is bound
         self._store = store
@@ -86,6 +94,8 @@ class ResultHost:
         self._ttl = ttl
         self._stats = stats
         self._faults = faults
+        # With a renderer, results are real clips (docs/media.md); else placeholders.
+        self._renderer = renderer
         self._secret = secrets.token_bytes(16)
 
     def app(self) -> web.Application:
@@ -150,7 +160,11 @@ class ResultHost:
     async def _send_file(
         self, request: web.Request, task: EmulatedTask, fault: Fault | None
     ) -> tuple[web.StreamResponse, int | None]:
-        file = ResultFile(task.result_name, self._size)
+        file: ResultFile | RenderedFile
+        if self._renderer is not None:
+            file = await self._renderer.file_for(task)
+        else:
+            file = ResultFile(task.result_name, self._size)
         headers = {
             "Content-Type": "video/mp4",
             "Accept-Ranges": "bytes",
