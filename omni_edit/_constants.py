@@ -121,3 +121,9 @@ FILE_NAME_MAX_BYTES: Final = 255
 # more characters: a result's own name keeps this much room, or it would be billed and
 # then fail to save.
 TEMP_NAME_ROOM_BYTES: Final = 32
+
+# --- Batch reads (docs/api.md#batch-reads) ----------------------------------------------
+# The gateway's batch read: ``{"task_ids": [...]}`` in, ``{"data": [task, ...]}`` out,
+# with unknown or foreign ids simply absent; at most this many ids a request.
+TASKS_BATCH_PATH: Final = "/v1/tasks/batch"
+TASKS_BATCH_MAX_IDS: Final = 50

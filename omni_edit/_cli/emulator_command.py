@@ -39,6 +39,9 @@ async def serve_emulator(args: argparse.Namespace) -> int:
         rate_5xx=args.rate_5xx,
         concurrency_limit=args.concurrency_limit,
         allow_http_callbacks=args.allow_http_callbacks,
+        estimate=args.estimate,
+        batch_reads=args.batch_reads == "on",
+        batch_off_status=405 if args.batch_reads == "405" else 404,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
