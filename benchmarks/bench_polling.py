@@ -3,9 +3,10 @@ fixed intervals.
 
 200 tasks whose real processing times are spread uniformly over 0.5x-2x of the reported
 ``estimated_time``, time-compressed: one "API second" is ``SCALE`` real seconds, so a 30 s
-estimate runs in 3 s. Every strategy runs against the same in-process emulator settings
-in the same run; lag is the time from the task's real completion (the emulator's clock)
-to the moment the waiter sees it. Figures are reported in API seconds. "requests" counts
+estimate runs in 3 s. The tasks are submitted together, each waited on from its
+creation. Every strategy runs against the same in-process emulator settings in the same
+run; lag is the time from the task's real completion (the emulator's clock) to the
+moment the waiter sees it. Figures are reported in API seconds. "requests" counts
 every status request: single reads (GET) and batch reads (POST /v1/tasks/batch).
 
 Rows: fixed 1 s and 5 s polling; the scheduler with batch reads; the scheduler against a
@@ -69,18 +70,19 @@ async def _run(
         Emulator(processing_time=(0.5 * est, 2 * est), estimated_time=est, seed=11, **knobs) as emu,
         oe.Client(KEY, base_url=emu.base_url, poll=policy, max_concurrency=64) as client,
     ):
-        tasks = [
-            await client.submit("https://media.example.com/c.mp4", f"p{i}") for i in range(TASKS)
-        ]
+        tasks: list[oe.Task] = []
         lags: list[float] = []
 
-        async def one(task: oe.Task) -> None:
+        async def one(i: int) -> None:
+            # Each task is waited on from its creation, as a caller would.
+            task = await client.submit("https://media.example.com/c.mp4", f"p{i}")
+            tasks.append(task)
             seen = await wait(client, task)
             finished = emu.tasks[task.id].finished_at
             assert finished is not None
             lags.append(max(0.0, seen - finished) / SCALE)
 
-        await asyncio.gather(*(one(t) for t in tasks))
+        await asyncio.gather(*(one(i) for i in range(TASKS)))
         gets = sum(1 for r in emu.stats.requests if r.method == "GET")
         batches = sum(1 for r in emu.stats.requests if r.path == TASKS_BATCH_PATH)
         reads = sum(emu.tasks[t.id].reads for t in tasks)
