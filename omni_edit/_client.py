@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing, nullcontext
 from os import PathLike
 from pathlib import Path
@@ -60,6 +69,7 @@ from ._models import (
 )
 from ._polling.refetch import Refetcher
 from ._polling.scheduler import Follower, PollScheduler
+from ._wire.batch_read import BatchAnswer, parse_batch_response, tasks_batch_request
 from ._wire.convert import decode_json, structure_task
 from ._wire.protocol import (
     create_request,
@@ -190,7 +200,9 @@ class Client:
             replay_keys=replay_creates,
         )
         self._replay_creates = replay_creates
-        self._scheduler = PollScheduler(self._read, self._poll, self._limits.pause)
+        self._scheduler = PollScheduler(
+            self._read, self._poll, self._limits.pause, fetch_many=self._read_batch
+        )
         self._results = ResultFetcher(
             self._limits, timeout=timeout, deadline=download_timeout, max_bytes=max_download_bytes
         )
@@ -205,7 +217,9 @@ class Client:
         # Tasks submitted with a callback URL: polled only as a slow safety net.
         self._callback_tasks: set[str] = set()
         self._seen_callbacks: OrderedDict[tuple[str, TaskStatus], Task] = OrderedDict()
-        self._created: OrderedDict[str, None] = OrderedDict()
+        # Tasks this client created, with when (``time.monotonic``, the scheduler's
+        # clock): the origin their progress is rated from.
+        self._created: OrderedDict[str, float] = OrderedDict()
         # Callbacks' re-reads: one in flight and at most one a second per task.
         self._refetcher = Refetcher(self._read)
         # The loop of the first call: sessions, semaphores and the scheduler's tasks and
@@ -368,7 +382,7 @@ class Client:
             exc.video_url = video_url
             raise
         task = parse_task_response(status, body)
-        self._created[task.id] = None
+        self._created[task.id] = time.monotonic()
         self._created.move_to_end(task.id)
         if len(self._created) > _CREATED_REMEMBERED:
             self._created.popitem(last=False)
@@ -465,6 +479,15 @@ class Client:
             ):
                 return
 
+    async def _read_batch(self, task_ids: Sequence[str]) -> BatchAnswer:
+        """Read several tasks in one batch request (the scheduler's polls)."""
+        status, body = await self._transport.send(tasks_batch_request(task_ids))
+        answer = parse_batch_response(status, body, frozenset(task_ids))
+        for task in answer.tasks.values():
+            if task.is_terminal:
+                self._callback_tasks.discard(task.id)
+        return answer
+
     async def wait(
         self,
         task_or_id: Task | str,
@@ -499,6 +522,7 @@ class Client:
                 follower,
                 callback=task_id in self._callback_tasks,
                 on_change=on_progress,
+                created_at=self._created.get(task_id),
             )
         if task is None:
             last = follower.latest

@@ -170,3 +170,9 @@ QUOTA_LIMIT_ADVICE: Final[dict[str, str]] = {
     "model_not_allowed": "this API key may not use this model: allow the model for the key"
     " in the console, or use another key",
 }
+
+# --- Batch reads (docs/api.md#batch-reads) ----------------------------------------------
+# The gateway's batch read: ``{"task_ids": [...]}`` in, ``{"data": [task, ...]}`` out,
+# with unknown or foreign ids simply absent; at most this many ids a request.
+TASKS_BATCH_PATH: Final = "/v1/tasks/batch"
+TASKS_BATCH_MAX_IDS: Final = 50

@@ -203,24 +203,29 @@ class BatchProgress:
 class PollPolicy:
     """How the shared scheduler spaces the polls of a task, in seconds.
 
-    ``min_interval`` and ``max_interval`` bound every gap between two polls of one task.
-    ``default_estimate`` stands in for ``estimated_time`` when the API gives none.
-    ``jitter`` spreads polls (a fraction of the interval) so many tasks do not poll in
-    lockstep. ``callback_interval`` is the slow safety-net gap for tasks that have a
-    callback URL, whose completion normally arrives by callback.
+    ``min_interval`` and ``max_interval`` bound every gap between two polls of one task;
+    a task with no ``estimated_time`` (or 0) is first polled within ``min_interval``,
+    then at doubling gaps until its progress gives a rate. ``jitter`` spreads polls (a
+    fraction of the interval) so many tasks do not poll in lockstep.
+    ``callback_interval`` is the slow safety-net gap for tasks that have a callback URL,
+    whose completion normally arrives by callback. ``batch_window``: polls of several
+    tasks that fall due within this long of each other are read in one batch request; no
+    poll waits longer than this (nor than half ``min_interval``) for company.
     """
 
     min_interval: float = 1.0
     max_interval: float = 30.0
-    default_estimate: float = 60.0
     jitter: float = 0.1
     callback_interval: float = 120.0
+    batch_window: float = 0.3
 
     def __attrs_post_init__(self) -> None:
         if self.min_interval < 0 or self.max_interval < self.min_interval:
             raise ValueError("PollPolicy needs 0 <= min_interval <= max_interval")
         if not 0 <= self.jitter < 1:
             raise ValueError("PollPolicy.jitter must be in [0, 1)")
+        if self.batch_window < 0:
+            raise ValueError("PollPolicy.batch_window cannot be negative")
 
 
 @attrs.frozen

@@ -986,6 +986,7 @@ async def test_close_cancels_every_job_and_closes_every_socket(
 async def test_the_cli_serves_until_ctrl_c(http: aiohttp.ClientSession) -> None:
     code = "import sys; from omni_edit._cli import main; sys.exit(main())"
     command = [sys.executable, "-c", code, "emulator", "--port", "0", "--rate-429", "0"]
+    command += ["--batch-reads", "405", "--estimate", "absent"]
     async with await anyio.open_process(command, cwd=REPO_ROOT) as process:
         assert process.stdout is not None
         assert process.stderr is not None
@@ -1004,6 +1005,9 @@ async def test_the_cli_serves_until_ctrl_c(http: aiohttp.ClientSession) -> None:
         headers = {"Authorization": f"Bearer {exports['OMNI_EDIT_API_KEY']}"}
         async with http.get(base_url + "/v1/tasks/nope", headers=headers) as r:
             assert r.status == 404
+        batch = {"task_ids": ["task-unified-1-a", "task-unified-1-b"]}
+        async with http.post(base_url + "/v1/tasks/batch", json=batch, headers=headers) as r:
+            assert r.status == 405  # --batch-reads 405: a deployment without batch reads
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(10):
             assert await process.wait() == 0

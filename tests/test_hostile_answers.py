@@ -31,7 +31,7 @@ PROMPT = "Make the lighting warmer and keep everything else unchanged"
 MEDIA = Path(__file__).parent / "data" / "media"
 TID = "task-unified-1757169743-7cvnl5zw"
 UUID_ID = "3f6c1d2e-8b4a-4f0e-9c57-2a1b0e9d7c44"
-FAST = oe.PollPolicy(min_interval=0.01, max_interval=0.05, default_estimate=0.02, jitter=0.1)
+FAST = oe.PollPolicy(min_interval=0.01, max_interval=0.05, jitter=0.1)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

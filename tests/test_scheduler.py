@@ -14,7 +14,7 @@ from omni_edit._polling.scheduler import Follower, Listener, PollScheduler
 
 pytestmark = pytest.mark.anyio
 
-FAST = oe.PollPolicy(min_interval=0.01, max_interval=0.05, default_estimate=0.02, jitter=0.1)
+FAST = oe.PollPolicy(min_interval=0.01, max_interval=0.05, jitter=0.1)
 
 
 class FakeApi:
@@ -177,15 +177,13 @@ async def test_aclose_leaves_no_task_behind() -> None:
 
 async def test_a_follower_runs_its_own_polls_without_a_task_per_poll() -> None:
     api = FakeApi(polls_to_finish=3)
-    sched = PollScheduler(api.fetch, FAST, Pause())
     tasks_during_polls: list[int] = []
-    fetch = api.fetch
 
     async def counting_fetch(task_id: str) -> oe.Task:
         tasks_during_polls.append(len(sched._polls))
-        return await fetch(task_id)
+        return await api.fetch(task_id)
 
-    sched._fetch = counting_fetch
+    sched = PollScheduler(counting_fetch, FAST, Pause())
     seen: list[int] = []
     with anyio.fail_after(5):
         task = await sched.follow(

@@ -44,6 +44,9 @@ async def serve_emulator(args: argparse.Namespace) -> int:
         credits=args.credits,
         allow_http_callbacks=args.allow_http_callbacks,
         real_results=real,
+        estimate=args.estimate,
+        batch_reads=args.batch_reads == "on",
+        batch_off_status=405 if args.batch_reads == "405" else 404,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

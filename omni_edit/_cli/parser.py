@@ -410,6 +410,20 @@ def _add_emulator(commands: _Commands) -> None:
         " (default: a billion)",
     )
     emulator.add_argument(
+        "--estimate",
+        choices=("given", "zero", "absent"),
+        default="given",
+        help="what task_info.estimated_time holds: the estimate, 0, or nothing (default"
+        " %(default)s)",
+    )
+    emulator.add_argument(
+        "--batch-reads",
+        choices=("on", "404", "405"),
+        default="on",
+        help="serve POST /v1/tasks/batch, or play a deployment that answers it 404 or 405"
+        " (default %(default)s)",
+    )
+    emulator.add_argument(
         "--allow-http-callbacks",
         action="store_true",
         help="accept http:// and loopback callback URLs (the real API refuses them)",

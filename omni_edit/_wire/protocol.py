@@ -81,11 +81,14 @@ class ApiRequest:
     path: str
     json: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    # A POST that only reads (the batch read of docs/api.md#batch-reads): as safe to
+    # send again as a GET.
+    read_only: bool = False
 
     @property
     def idempotent(self) -> bool:
         """Safe to send again whatever became of the last attempt (by the method)."""
-        return self.method in ("GET", "HEAD")
+        return self.read_only or self.method in ("GET", "HEAD")
 
 
 def new_idempotency_key() -> str:

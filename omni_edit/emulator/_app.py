@@ -1,4 +1,4 @@
-"""The API application: authentication, limits, injected faults and the two endpoints.
+"""The API application: authentication, limits, injected faults and the endpoints.
 
 Every API request goes through one middleware, in this order: the in-flight count and
 the request record, ``latency``, a queued or random fault (those that replace the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 import random
@@ -34,6 +35,8 @@ from .._constants import (
     PAID_OUTCOME_UNKNOWN_CODE,
     REQUEST_ID_HEADERS,
     TASK_PATH_PREFIX,
+    TASKS_BATCH_MAX_IDS,
+    TASKS_BATCH_PATH,
     TASKS_PATH,
 )
 from .._wire.validation import is_task_id
@@ -79,6 +82,9 @@ class ApiSettings:
     idempotency_keys: bool = True
     # The share of creates handled (the task exists, billed) and then left unanswered.
     lost_create_rate: float = 0.0
+    # False: a deployment without the batch read, which answers it ``batch_off_status``.
+    batch_reads: bool = True
+    batch_off_status: int = 404
 
 
 def _retry_after(seconds: float) -> int:
@@ -118,6 +124,7 @@ class Api:
         """The aiohttp application of the API host."""
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post(CREATE_PATH, self._create)
+        app.router.add_post(TASKS_BATCH_PATH, self._batch)
         app.router.add_get(TASK_PATH_PREFIX + "{task_id:.*}", self._get)
         # The gateway's extras (docs/api.md#gateway-extras): balance and task list.
         app.router.add_get(CREDITS_PATH, self._credits)
@@ -332,7 +339,36 @@ class Api:
         # Another key's task is as invisible as a missing one.
         if task is None or task.owner != owner:
             raise Rejection(404, "task_not_found", "The task does not exist or has expired.")
-        return web.json_response(task.to_json(clock()))
+        return web.json_response(task.read_at(clock()))
+
+    async def _batch(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/tasks/batch``: the tasks of this key among the ids asked, in the
+        order asked; an unknown, foreign or malformed id is simply absent."""
+        if not self._settings.batch_reads:
+            status = self._settings.batch_off_status
+            code = "method_not_allowed" if status == 405 else "not_found"
+            return error_response(status, code, "Not Found" if status == 404 else "Not Allowed")
+        owner = request[_OWNER]
+        try:
+            body = json.loads(await _read_body(request))
+        except (ValueError, RecursionError):
+            body = None
+        ids = body.get("task_ids") if isinstance(body, dict) else None
+        if (
+            not isinstance(ids, list)
+            or not 1 <= len(ids) <= TASKS_BATCH_MAX_IDS
+            or not all(isinstance(i, str) for i in ids)
+        ):
+            raise Rejection(
+                400,
+                "invalid_parameter",
+                f"task_ids must be a list of 1 to {TASKS_BATCH_MAX_IDS} task ids.",
+                param="task_ids",
+            )
+        now = clock()
+        found = (self._store.tasks.get(i) for i in dict.fromkeys(ids))
+        data = [t.read_at(now) for t in found if t is not None and t.owner == owner]
+        return web.json_response({"data": data})
 
     async def _credits(self, request: web.Request) -> web.StreamResponse:
         owner = request[_OWNER]

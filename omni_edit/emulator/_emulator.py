@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Collection, Sequence
 from types import TracebackType
+from typing import Literal
 
 from aiohttp import web
 
@@ -29,7 +30,7 @@ from ._jobs import JobGroup
 from ._limits import RateLimiter
 from ._render import ResultRenderer
 from ._results import ResultHost
-from ._state import EmulatedTask, Outcome, TaskStore, clock
+from ._state import EmulatedTask, EstimateMode, Outcome, TaskStore, clock
 from ._stats import CallbackAttempt, Stats
 
 __all__ = ["Emulator"]
@@ -64,6 +65,8 @@ class Emulator:
       or none, gets the API's 401. ``None`` accepts any non-empty key.
     - ``processing_time=(low, high)``: seconds a task runs, drawn uniformly per task;
       ``estimated_time`` is what ``task_info`` reports (``None``: the mean, rounded up).
+      ``estimate``: ``"given"`` reports it, ``"zero"`` reports 0 and ``"absent"`` leaves
+      the field out (the API's answers have been seen to do both).
     - ``failure_rate`` (codes drawn from ``failure_codes``) and ``cancel_rate``: the
       share of tasks that end failed or cancelled.
     - ``rate_429``, ``rate_5xx``, ``drop_rate``: the share of API requests answered
@@ -91,6 +94,8 @@ class Emulator:
       or cancelled one nothing; a create the balance cannot cover is refused with 402
       ``account_balance_insufficient``. ``GET /v1/credits`` reports it, ``GET
       /v1/tasks`` lists a key's tasks, and every answer carries an ``x-request-id``.
+    - ``batch_reads``: serve ``POST /v1/tasks/batch`` as the gateway does; ``False``
+      plays a deployment without it, which answers ``batch_off_status`` (404 or 405).
     - ``seed`` makes every random draw reproducible.
 
     Raises ``ValueError`` for a knob out of range.
@@ -106,6 +111,7 @@ class Emulator:
         api_keys: Collection[str] | None = None,
         processing_time: tuple[float, float] = (0.2, 0.5),
         estimated_time: float | None = None,
+        estimate: EstimateMode = "given",
         failure_rate: float = 0.0,
         failure_codes: Sequence[str] = ("service_error",),
         cancel_rate: float = 0.0,
@@ -124,6 +130,8 @@ class Emulator:
         idempotency_retention: float = IDEMPOTENCY_RETENTION_SECONDS,
         credits: float = 1e9,
         real_results: bool = False,
+        batch_reads: bool = True,
+        batch_off_status: Literal[404, 405] = 404,
         seed: int | None = None,
     ) -> None:
         for name, value in (
@@ -142,6 +150,10 @@ class Emulator:
             raise ValueError(
                 f"processing_time must be (low, high) with 0 <= low <= high, got {processing_time}"
             )
+        if estimate not in ("given", "zero", "absent"):
+            raise ValueError(f"estimate must be 'given', 'zero' or 'absent', got {estimate!r}")
+        if batch_off_status not in (404, 405):
+            raise ValueError(f"batch_off_status must be 404 or 405, got {batch_off_status}")
         if failure_rate and not failure_codes:
             raise ValueError("failure_codes must name at least one code when failure_rate > 0")
         if concurrency_limit is not None and concurrency_limit < 1:
@@ -170,6 +182,7 @@ class Emulator:
             rng=rng,
             processing_time=(low, high),
             estimated_time=estimated_time,
+            estimate_mode=estimate,
             failure_rate=failure_rate,
             failure_codes=failure_codes,
             cancel_rate=cancel_rate,
@@ -204,6 +217,8 @@ class Emulator:
                 concurrency_limit=concurrency_limit,
                 idempotency_keys=idempotency_keys,
                 lost_create_rate=lost_create_rate,
+                batch_reads=batch_reads,
+                batch_off_status=batch_off_status,
             ),
             store=self._store,
             stats=self.stats,

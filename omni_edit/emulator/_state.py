@@ -24,9 +24,11 @@ from .._constants import (
     TASK_ID_PREFIX,
 )
 
-__all__ = ["ASSUMED_CLIP_SECONDS", "EmulatedTask", "Outcome", "TaskStore", "clock"]
+__all__ = ["ASSUMED_CLIP_SECONDS", "EmulatedTask", "EstimateMode", "Outcome", "TaskStore", "clock"]
 
 Outcome = Literal["completed", "failed", "cancelled"]
+# What ``task_info.estimated_time`` holds: the estimate, 0, or no such field at all.
+EstimateMode = Literal["given", "zero", "absent"]
 
 # The emulator never downloads the input clip; it assumes one of this length for the
 # billing estimate, task_info.video_duration and the result file's header.
@@ -99,6 +101,18 @@ class EmulatedTask:
     result_name: str
     result_url: str | None = None
     results_revoked: bool = False
+    estimate_mode: EstimateMode = "given"
+    # Reads of this task by its owner (single and batch) and the ``clock()`` time of
+    # the first: what polling costs and how soon it starts, for tests and benchmarks.
+    reads: int = 0
+    first_read: float | None = None
+
+    def read_at(self, now: float) -> dict[str, Any]:
+        """``to_json`` for a read by the task's owner, counted."""
+        self.reads += 1
+        if self.first_read is None:
+            self.first_read = now
+        return self.to_json(now)
 
     def status_at(self, now: float) -> str:
         """``pending``, ``processing`` or the outcome, at ``clock()`` time ``now``."""
@@ -192,19 +206,23 @@ class EmulatedTask:
             body["error"] = {"code": code, "message": message}
         return body
 
+    def _estimate_left(self, status: str, now: float) -> int | float:
+        """The estimate reported: the whole one while pending, what is left of it while
+        processing; 0 when the estimate mode says so."""
+        if self.estimate_mode == "zero":
+            return 0
+        if status == "pending":
+            return self.estimated_time
+        left = self.estimated_time * (1 - (now - self.started) / self.processing_time)
+        return max(1, math.ceil(left)) if isinstance(self.estimated_time, int) else round(left, 3)
+
     def _task_info(self, status: str, now: float) -> dict[str, Any]:
         # The documented fields come and go: an estimate only while the task runs, the
         # clip's duration once processing has looked at it.
         info: dict[str, Any] = {"can_cancel": False}
-        if status == "pending":
-            info["estimated_time"] = self.estimated_time
-        elif status == "processing":
-            left = self.estimated_time * (1 - (now - self.started) / self.processing_time)
-            info["estimated_time"] = (
-                max(1, math.ceil(left)) if isinstance(self.estimated_time, int) else round(left, 3)
-            )
-            info["video_duration"] = ASSUMED_CLIP_SECONDS
-        elif status == "completed":
+        if status in ("pending", "processing") and self.estimate_mode != "absent":
+            info["estimated_time"] = self._estimate_left(status, now)
+        if status in ("processing", "completed"):
             info["video_duration"] = ASSUMED_CLIP_SECONDS
         return info
 
@@ -221,6 +239,7 @@ class TaskStore:
         rng: random.Random,
         processing_time: tuple[float, float],
         estimated_time: float | None,
+        estimate_mode: EstimateMode = "given",
         failure_rate: float,
         failure_codes: Sequence[str],
         cancel_rate: float,
@@ -236,6 +255,7 @@ class TaskStore:
             if estimated_time is None
             else estimated_time
         )
+        self._estimate_mode: EstimateMode = estimate_mode
         self._failure_rate = failure_rate
         self._failure_codes = tuple(failure_codes)
         self._cancel_rate = cancel_rate
@@ -279,6 +299,7 @@ class TaskStore:
             started=started,
             ends=started + processing * end_share,
             result_name=f"{rng.getrandbits(128):032x}",
+            estimate_mode=self._estimate_mode,
         )
         if outcome == "completed":
             task.result_url = self._result_url(task)
