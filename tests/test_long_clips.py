@@ -199,3 +199,71 @@ async def test_a_25s_clip_is_edited_in_three_segments_and_resumed_after_kill_9(
     assert abs(length - 25.0) <= 2 / FPS + 1e-6
     # The segments' working folder is gone once the clip is stitched.
     assert [p.name for p in out.iterdir()] == [outcome.path.name]
+
+
+_BLOCK_AV = """\
+import sys
+
+
+class _NoAv:
+    # As on a machine without the media extra: every import of av fails.
+    def find_spec(self, name, path=None, target=None):
+        if name == "av" or name.startswith("av."):
+            raise ModuleNotFoundError("No module named 'av'", name="av")
+
+
+sys.meta_path.insert(0, _NoAv())
+"""
+
+_REFUSED = """
+import asyncio, sys
+import omni_edit as oe
+
+async def main() -> None:
+    # Nothing listens there: the refusal comes before any request.
+    async with oe.Client("k", base_url="http://127.0.0.1:9") as client:
+        async for o in client.edit_many([(sys.argv[1], "warm")], download_dir=sys.argv[2]):
+            print(type(o.error).__name__, o.error)
+
+asyncio.run(main())
+"""
+
+
+async def test_without_the_extra_a_long_clip_is_refused_naming_it(tmp_path: Path) -> None:
+    clip = tmp_path / "long.mp4"
+    clip.write_bytes(make_clip(10.5, width=96, height=64))
+    (tmp_path / "sitecustomize.py").write_text(_BLOCK_AV)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+    with anyio.fail_after(30):
+        done = await anyio.run_process(
+            [sys.executable, "-c", _REFUSED, str(clip), str(tmp_path)], env=env
+        )
+    line = done.stdout.decode().strip()
+    assert line.startswith("ValidationError editing a clip over 10 s in segments needs the media")
+    assert "pip install 'omni-edit[media]'" in line
+
+
+async def test_the_dry_run_counts_the_segments_a_long_clip_makes(
+    make_emulator: EmulatorFactory, s3_server: S3Server, tmp_path: Path
+) -> None:
+    emu = await make_emulator()
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "long.mp4").write_bytes(make_clip(25.0, width=96, height=64))
+    (clips / "short.mp4").write_bytes(make_clip(2.0, width=96, height=64))
+    env = {
+        **_env(s3_server, "unused"),
+        "OMNI_EDIT_API_KEY": "k",
+        "OMNI_EDIT_BASE_URL": emu.base_url,
+    }
+    argv = [sys.executable, "-m", "omni_edit", "batch", str(clips), "--prompt", "warm"]
+    with anyio.fail_after(30):
+        done = await anyio.run_process([*argv, "--dry-run"], env=env, check=False)
+        refused = await anyio.run_process([*argv, "--dry-run", "--no-split"], env=env, check=False)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert "accepted   2, with 27.0 s of input video in all" in out
+    assert "tasks      4: clips over 10 s are edited in segments" in out
+    assert refused.returncode == 1
+    assert "the clip is 25.00 s long" in refused.stderr.decode()
+    assert emu.tasks == {}
