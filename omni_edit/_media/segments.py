@@ -210,20 +210,28 @@ def _split_encode(
         starts = [Fraction(0), *(Fraction(round(c * rate)) / rate for c in even)]
         has_audio = bool(source.streams.audio)
         width, height = video.codec_context.width, video.codec_context.height
-        writers = [_Encoder(p, width, height, rate, has_audio) for p in paths]
+        # Opened as their segment begins and closed a second past its end (sound near
+        # a cut may come a little after the next segment's first pictures): at most
+        # two encoders, and their look-ahead buffers, are held at once.
+        writers: dict[int, _Encoder] = {}
         try:
             wanted = [video, source.streams.audio[0]] if has_audio else [video]
             for frame in _decode(source, wanted):
                 time = Fraction(frame.pts) * frame.time_base
                 segment = _segment_of(float(time), cuts)
+                if segment not in writers:
+                    writers[segment] = _Encoder(paths[segment], width, height, rate, has_audio)
                 if frame.__class__.__name__ == "VideoFrame":
                     writers[segment].video(frame, time - starts[segment])
+                    for done in [j for j in writers if j < segment and time > cuts[j] + 1]:
+                        writers[done].finish()
+                        writers.pop(done).close()
                 else:
                     writers[segment].audio(frame)
-            for writer in writers:
+            for writer in writers.values():
                 writer.finish()
         finally:
-            for writer in writers:
+            for writer in writers.values():
                 writer.close()
 
 
