@@ -271,7 +271,8 @@ class EditOutcome:
 
     A local clip over 10 s is edited in segments (docs/media.md#long-clips): ``path`` is
     the stitched file, ``segments`` the segments' tasks in order (one done by an earlier
-    run: its task as the journal recorded it), and ``task`` the last segment's.
+    run: its task as the journal recorded it; none when the whole clip is ``resumed``),
+    and ``task`` the last segment's.
     """
 
     index: int

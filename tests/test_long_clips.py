@@ -4,6 +4,7 @@ file; a kill -9 mid-clip and a rerun that submits only the segments not done
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -59,12 +60,12 @@ def _facts(path: Path) -> tuple[float, bool]:
         return end, bool(clip.streams.audio)
 
 
-@pytest.mark.parametrize(("mode", "seconds"), [("copy", 25.0), ("encode", 11.0)])
+@pytest.mark.parametrize(("mode", "seconds"), [("copy", 25.0), ("encode", 10.5)])
 def test_split_and_stitch_keep_the_length_within_a_frame_per_cut(
     tmp_path: Path, mode: str, seconds: float
 ) -> None:
     source = tmp_path / "long.mp4"
-    source.write_bytes(make_clip(seconds, width=160, height=96))
+    source.write_bytes(make_clip(seconds, width=96, height=64))
     (tmp_path / "parts").mkdir()
     parts = split_clip(source, tmp_path / "parts", mode=mode)  # type: ignore[arg-type]
     assert len(parts) == (3 if seconds == 25.0 else 2)
@@ -187,6 +188,25 @@ async def test_a_25s_clip_is_edited_in_three_segments_and_resumed_after_kill_9(
         assert len(emu.tasks) == 3
         assert max(uploaded, default=0) == 0
         assert len(s3_server.object_names(bucket)) == 3
+        [outcome] = outcomes
+        assert outcome.path is not None
+
+        # The stitched file lost: a rerun stitches it again from the segments' tasks,
+        # submitting nothing.
+        stitched = outcome.path.read_bytes()
+        outcome.path.unlink()
+        async with oe.Client("long-key", base_url=emu.base_url, poll=FAST) as client:
+            with anyio.fail_after(60):
+                again = [
+                    o
+                    async for o in client.edit_many(
+                        [(str(clip), PROMPT)], download_dir=out, journal=journal
+                    )
+                ]
+        assert _creates(emu) - before == 1
+        assert again[0].ok, again[0].error
+        assert again[0].path == outcome.path
+        assert outcome.path.read_bytes() == stitched
     [outcome] = outcomes
     assert outcome.ok, outcome.error
     assert len(outcome.segments) == 3
@@ -267,3 +287,26 @@ async def test_the_dry_run_counts_the_segments_a_long_clip_makes(
     assert refused.returncode == 1
     assert "the clip is 25.00 s long" in refused.stderr.decode()
     assert emu.tasks == {}
+
+
+async def test_the_edit_command_edits_a_long_clip_in_segments(
+    make_emulator: EmulatorFactory, s3_server: S3Server, tmp_path: Path
+) -> None:
+    emu = await make_emulator(real_results=True, processing_time=(0.05, 0.1))
+    clip = tmp_path / "long.mp4"
+    clip.write_bytes(make_clip(10.5, width=96, height=64))
+    env = {
+        **_env(s3_server, s3_server.bucket("long-edit")),
+        "OMNI_EDIT_API_KEY": "k",
+        "OMNI_EDIT_BASE_URL": emu.base_url,
+    }
+    argv = [sys.executable, "-m", "omni_edit", "--json", "edit", str(clip), "--prompt", "warm"]
+    with anyio.fail_after(60):
+        done = await anyio.run_process([*argv, "--out", str(tmp_path / "o.mp4")], env=env)
+    printed = json.loads(done.stdout)
+    assert printed["output"] == str(tmp_path / "o.mp4")
+    assert len(printed["segments"]) == 2
+    assert printed["task_id"] == printed["segments"][-1]
+    length, sound = _facts(tmp_path / "o.mp4")
+    assert sound
+    assert abs(length - 10.5) <= 1 / FPS + 1e-6
