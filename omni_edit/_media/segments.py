@@ -80,7 +80,7 @@ def stitch_clips(
     it and renamed into place: ``dest`` never holds a partial file). Each clip starts
     where the previous one's pictures end, and the sound follows the pictures: a clip
     without sound is silent for its length. Stream copy when every clip is coded alike
-    (``mode="copy"`` raises ``ValueError`` when they are not), else re-encoded."""
+    and has sound (``mode="copy"`` raises ``ValueError`` when not), else re-encoded."""
     require_media("stitching edited segments")
     import av
 
@@ -180,11 +180,20 @@ def _split_copy(path: str | os.PathLike[str], paths: Sequence[Path], cuts: Seque
                 out = av.open(os.fspath(dest), "w", format="mp4")
                 streams = {s.index: out.add_stream_from_template(s) for s in wanted}
                 outputs.append((out, streams))
+            # Pictures go by decoding order: a segment begins at its keyframe, and every
+            # picture after it (a B-frame shown before it, in an open GOP, included)
+            # belongs with it, since it may be decoded only from it. Sound goes by time.
+            current = 0
             for packet in source.demux(wanted):
                 if packet.pts is None or packet.time_base is None:
                     continue  # the demuxer's end-of-stream marker
                 time = float(packet.pts * packet.time_base)
-                segment = _segment_of(time, cuts)
+                if packet.stream.index == video.index:
+                    if packet.is_keyframe:
+                        current = max(current, _segment_of(time, cuts))
+                    segment = current
+                else:
+                    segment = _segment_of(time, cuts)
                 out, streams = outputs[segment]
                 shift = round(Fraction(starts[segment]) / packet.time_base)
                 packet.pts -= shift
@@ -252,7 +261,7 @@ def _coded_alike(paths: Sequence[str | os.PathLike[str]]) -> bool:
                 a = clip.streams.audio[0].codec_context
                 key += (a.name, a.sample_rate, a.layout.name, bytes(a.extradata or b""))
             else:
-                key += (None,)
+                return False  # re-encoded: the stitched file always has a sound track
             seen.add(key)
     return len(seen) == 1
 
