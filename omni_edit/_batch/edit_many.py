@@ -683,7 +683,11 @@ class _Batch:
         path = Path(entry.path) if entry.path else None
         if not self._saves or (path is not None and path.exists()):
             return self._outcome(item, task=task, path=path, resumed=True)
-        if segment_dest is None and entry.result_url is None and self.options.split:
+        if (
+            segment_dest is None
+            and entry.result_url is None
+            and is_local_clip(item.request.video_url)
+        ):
             # A long clip's stitched file (it has no result link of its own) is gone:
             # made again from its segments, done already (their journal records).
             return await self._run_input(item, None, stitched_again=True)
@@ -726,7 +730,7 @@ class _Batch:
                 segment_dest is None
                 and task_id is None
                 and key is None
-                and self.options.split
+                and (self.options.split or stitched_again)
                 and is_local_clip(item.request.video_url)
             ):
                 # Nothing was ever sent for it: a clip over 10 s goes in segments.
@@ -737,6 +741,13 @@ class _Batch:
                     return await self._run_long(
                         item, clip, dest, record=claim is not None and not stitched_again
                     )
+            if stitched_again:
+                # Done already, yet neither a long clip nor a result link to save again
+                # (the clip changed?): never submitted again, which would bill twice.
+                raise OmniEditError(
+                    "this input was done by an earlier run, its result file is gone, and"
+                    " the journal has no result link to save it again from"
+                )
             # The clip URL an earlier run's create carried: a replay of its key must
             # send the very same request (docs/storage.md#in-a-batch-and-its-journal).
             sent_url = claim.entry.video_url if claim is not None else None
