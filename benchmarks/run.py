@@ -15,6 +15,7 @@ BENCHMARKS = [
     # Skipped, with a message, without $OMNI_EDIT_TEST_POSTGRES (a server to use).
     "bench_postgres.py",
     "bench_upload.py",
+    "bench_media.py",
 ]
 
 

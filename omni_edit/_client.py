@@ -273,6 +273,13 @@ class Client:
         return self._storage_url_seconds
 
     @property
+    def storage(self) -> Storage:
+        """The storage local clips (and a long clip's segments) are uploaded to,
+        resolved at first use. Raises ``ValidationError`` when none is configured, or
+        its extra is not installed (docs/storage.md)."""
+        return self._resolved_storage()
+
+    @property
     def max_retries(self) -> int:
         """Retries of one retryable request (within the client-wide retry budget)."""
         return self._max_retries
@@ -546,6 +553,7 @@ class Client:
         task_retries: int = 2,
         destination: Callable[[int, EditRequest, int], str | PathLike[str]] | None = None,
         account_concurrency: int | None = None,
+        split: bool = True,
     ) -> AsyncGenerator[EditOutcome, None]:
         """Edit many clips; yield one ``EditOutcome`` per input, in completion order.
 
@@ -583,6 +591,12 @@ class Client:
         host's inputs are taken over once its lease lapses. ``account_concurrency``
         stores in that journal an in-flight cap that all its workers share, and a 429
         seen by one pauses all (docs/architecture.md#journals).
+        A local clip over 10 s is split into segments of at most 10 s, each edited with
+        the same prompt, and the edited segments stitched into one file (its outcome's
+        ``path``; ``segments`` holds their tasks): this needs the ``media`` extra, a
+        storage for the segments, and ``download_dir`` or ``destination``, and fails at
+        once without them. With a journal a rerun resumes per segment. ``split=False``
+        refuses such a clip instead (docs/media.md#long-clips).
         Tasks that fail with a retryable code are resubmitted up to ``task_retries``
         times. ``on_progress(BatchProgress)`` (sync or async) hears every change.
 
@@ -624,6 +638,7 @@ class Client:
             lease_seconds=journal_lease_seconds() if journal is not None else None,
             limits=self._limits if shared else None,
             account_concurrency=account_concurrency,
+            split=split,
         )
         return self._on_own_loop(run_edit_many(self, requests, options))
 

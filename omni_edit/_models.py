@@ -273,6 +273,11 @@ class EditOutcome:
     among identical inputs (0 for the first). ``resumed`` is true when nothing was done
     for it in this run: the journal already held its outcome, from an earlier run or
     another worker sharing the journal.
+
+    A local clip over 10 s is edited in segments (docs/media.md#long-clips): ``path`` is
+    the stitched file, ``segments`` the segments' tasks in order (one done by an earlier
+    run: its task as the journal recorded it; none when the whole clip is ``resumed``),
+    and ``task`` the last segment's.
     """
 
     index: int
@@ -282,6 +287,7 @@ class EditOutcome:
     path: Path | None = None
     occurrence: int = 0
     resumed: bool = False
+    segments: tuple[Task, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -79,7 +79,16 @@ async def test_a_folder_of_clips_is_edited_and_a_rerun_uploads_and_submits_nothi
 ) -> None:
     _folder(tmp_path)
     env = _env(emu, s3_server)
-    args = ("batch", "./clips", "--prompt", "warmer", "--storage", f"s3://{bucket}/in")
+    # --no-split: the 12 s clip is refused, as it was before long clips were split.
+    args = (
+        "batch",
+        "./clips",
+        "--prompt",
+        "warmer",
+        "--no-split",
+        "--storage",
+        f"s3://{bucket}/in",
+    )
 
     status, out, err = await _run(*args, env=env, cwd=tmp_path)
     assert status == 1, err

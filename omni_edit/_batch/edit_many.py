@@ -25,6 +25,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import shutil
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -41,7 +42,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from .._constants import JOURNAL_BUSY_POLL_SECONDS, JOURNAL_DEFERRED_MAX
+from .._constants import JOURNAL_BUSY_POLL_SECONDS, JOURNAL_DEFERRED_MAX, MAX_VIDEO_SECONDS
 from .._exceptions import (
     ACCOUNT_ERRORS,
     APIConnectionError,
@@ -56,6 +57,8 @@ from .._exceptions import (
 )
 from .._http.limits import ClientLimits
 from .._http.retry import backoff_delay, retry_delay
+from .._media.extra import MediaUnavailable, require_media, run_media_work
+from .._media.segments import split_clip, stitch_clips
 from .._media.storage import file_sha256, is_local_clip, local_clip_path
 from .._models import (
     BatchProgress,
@@ -128,6 +131,9 @@ class BatchOptions:
     # With a postgresql:// journal: the in-flight cap all workers share (kept in the
     # journal; None keeps what it holds).
     account_concurrency: int | None = None
+    # A local clip over 10 s is edited in segments and stitched (docs/media.md#long-clips);
+    # False refuses it, as the API would.
+    split: bool = True
 
 
 @attrs.frozen
@@ -658,9 +664,12 @@ class _Batch:
             **fields,
         )
 
-    async def _finished(self, item: _Input, entry: JournalEntry) -> EditOutcome:
+    async def _finished(
+        self, item: _Input, entry: JournalEntry, segment_dest: Path | None = None
+    ) -> EditOutcome:
         """An input done already, by an earlier run or another worker: its recorded
-        outcome, with its result saved again if the file is gone."""
+        outcome, with its result saved again if the file is gone. ``segment_dest``: where
+        a segment's edited result goes (``_edit_segment``)."""
         if entry.state is JournalState.FAILED:
             return self._outcome(item, error=_recorded_error(entry), resumed=True)
         task = Task(
@@ -674,22 +683,40 @@ class _Batch:
         path = Path(entry.path) if entry.path else None
         if not self._saves or (path is not None and path.exists()):
             return self._outcome(item, task=task, path=path, resumed=True)
+        if (
+            segment_dest is None
+            and entry.result_url is None
+            and is_local_clip(item.request.video_url)
+        ):
+            # A long clip's stitched file (it has no result link of its own) is gone:
+            # made again from its segments, done already (their journal records).
+            return await self._run_input(item, None, stitched_again=True)
         # Saved again from the task: its result link lasts 24 hours, and ``wait`` reads
         # the task afresh for a link that has not expired.
         try:
-            dest = self._destination(item)
+            dest = segment_dest or self._destination(item)
             task = await self.client.wait(task.id)
             path = await self._save(dest, task)
         except Exception as exc:
             return self._outcome(item, task=task, error=exc)
         return self._outcome(item, task=task, path=path)
 
-    async def _run_input(self, item: _Input, claim: Claim | None) -> EditOutcome:
-        """Work an input this worker holds (or any input, without a journal)."""
+    async def _run_input(
+        self,
+        item: _Input,
+        claim: Claim | None,
+        *,
+        segment_dest: Path | None = None,
+        stitched_again: bool = False,
+    ) -> EditOutcome:
+        """Work an input this worker holds (or any input, without a journal).
+        ``segment_dest``: the input is a long clip's segment, its result saved there.
+        ``stitched_again``: a long clip done already whose stitched file is gone."""
         task: Task | None = None
+        segmented = False
         try:
             # Before anything is billed: a result that could not be saved is lost.
-            dest = self._destination(item)
+            dest = segment_dest or self._destination(item)
             start = self._resume(claim)
             if isinstance(start, EditOutcome):
                 return attrs.evolve(
@@ -699,6 +726,28 @@ class _Batch:
                     occurrence=item.identity.occurrence,
                 )
             task_id, attempts, key, recorded = start
+            if (
+                segment_dest is None
+                and task_id is None
+                and key is None
+                and (self.options.split or stitched_again)
+                and is_local_clip(item.request.video_url)
+            ):
+                # Nothing was ever sent for it: a clip over 10 s goes in segments.
+                clip = local_clip_path(item.request.video_url)
+                info = await self.client.probe(str(clip))
+                if info.duration > MAX_VIDEO_SECONDS:
+                    segmented = True
+                    return await self._run_long(
+                        item, clip, dest, record=claim is not None and not stitched_again
+                    )
+            if stitched_again:
+                # Done already, yet neither a long clip nor a result link to save again
+                # (the clip changed?): never submitted again, which would bill twice.
+                raise OmniEditError(
+                    "this input was done by an earlier run, its result file is gone, and"
+                    " the journal has no result link to save it again from"
+                )
             # The clip URL an earlier run's create carried: a replay of its key must
             # send the very same request (docs/storage.md#in-a-batch-and-its-journal).
             sent_url = claim.entry.video_url if claim is not None else None
@@ -742,9 +791,106 @@ class _Batch:
         except Exception as exc:
             if not isinstance(exc, OmniEditError):
                 logger.exception("input %d failed unexpectedly", item.index)
-            await self._record_failure(item, exc, task)
+            if not stitched_again:
+                # A segment's task is not the clip's: a rerun must not wait on it as if.
+                await self._record_failure(item, exc, None if segmented else task)
+            if isinstance(exc, _SegmentFailed):
+                task = exc.task
             outcome = self._outcome(item, task=task, error=exc)
         return outcome
+
+    async def _run_long(
+        self, item: _Input, path: Path, dest: Path | None, *, record: bool
+    ) -> EditOutcome:
+        """A local clip over 10 s: split into segments of at most 10 s, each edited
+        with the input's prompt as an input of its own (journaled by the parent's
+        identity and its index, so a rerun resumes per segment), one after another, and
+        the edited segments stitched at ``dest`` (docs/media.md#long-clips). Raises
+        ``ValidationError`` at once, before any work, without a destination, the media
+        extra or a storage."""
+        if dest is None:
+            raise ValidationError(
+                "a clip over 10 s is edited in segments and stitched into a local file:"
+                " pass download_dir or destination (or split=False to refuse it)",
+                field="download_dir",
+            )
+        try:
+            require_media("editing a clip over 10 s in segments")
+        except MediaUnavailable as exc:
+            raise ValidationError(str(exc), field="video_url") from None
+        # Segments are new files the API must fetch: hosted like local clips.
+        try:
+            self.client.storage  # noqa: B018 (resolved, or ValidationError)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"the clip is over 10 s, so it is edited in segments the API fetches from"
+                f" your storage: {exc}",
+                field=exc.field,
+            ) from None
+        work = dest.parent / f".{dest.name}.segments"
+        await anyio.Path(work / "in").mkdir(parents=True, exist_ok=True)
+        try:
+            sources = await run_media_work(split_clip, path, work / "in")
+        except ValueError as exc:
+            raise ValidationError(
+                f"could not split the clip {path}: {exc}", field="video_url"
+            ) from None
+        request = item.request
+        tasks: list[Task] = []
+        edited: list[Path] = []
+        for index, source in enumerate(sources):
+            label = f"segment:{index}/{len(sources)}:{item.identity.digest}"
+            segment = _Input(
+                item.index,
+                EditRequest(str(source), request.prompt, request.callback_url),
+                Identity(
+                    fingerprint(label, request.prompt, request.callback_url),
+                    item.identity.occurrence,
+                ),
+            )
+            outcome = await self._edit_segment(segment, work / f"edited-{index:03d}.mp4")
+            if outcome.error is not None or outcome.task is None or outcome.path is None:
+                error = outcome.error or OmniEditError("the segment's result was not saved")
+                raise _SegmentFailed(
+                    f"segment {index + 1} of {len(sources)} failed: {error}", outcome.task
+                ) from error
+            tasks.append(outcome.task)
+            edited.append(outcome.path)
+        try:
+            saved = await run_media_work(stitch_clips, edited, dest)
+        except ValueError as exc:
+            raise OmniEditError(f"could not stitch the edited segments: {exc}") from exc
+        last = tasks[-1]
+        if self.journal is not None and record:
+            # No result link: the file is made here (``_finished`` knows it so).
+            self.journal.completed(
+                item.identity,
+                last.id,
+                None,
+                str(saved),
+                on_error=self._on_write_error(item.index, last),
+            )
+        await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, work, ignore_errors=True))
+        return self._outcome(item, task=last, path=saved, segments=tuple(tasks))
+
+    async def _edit_segment(self, segment: _Input, dest: Path) -> EditOutcome:
+        """One segment of a long clip, its result saved at ``dest``: resumed from its
+        journal record, or worked now."""
+        if self.journal is None:
+            return await self._run_input(segment, None, segment_dest=dest)
+        request = segment.request
+        claim = await self.journal.claim(
+            segment.identity,
+            (request.video_url, request.prompt, request.callback_url),
+            submit=False,
+        )
+        while claim.kind is ClaimKind.BUSY:
+            # A dead run's lease on it, lapsing with the parent's.
+            await anyio.sleep(min(JOURNAL_BUSY_POLL_SECONDS, claim.lease_left + 0.01))
+            claim = await self.journal.reclaim(segment.identity)
+        if claim.kind is ClaimKind.FINISHED:
+            return await self._finished(segment, claim.entry, segment_dest=dest)
+        return await self._run_input(segment, claim, segment_dest=dest)
 
     def _resume(
         self, claim: Claim | None
@@ -1080,6 +1226,15 @@ class _Batch:
             result = callback(progress)
             if inspect.isawaitable(result):
                 await result
+
+
+class _SegmentFailed(OmniEditError):
+    """A long clip's segment failed (its own error is the cause): the clip fails, and a
+    rerun tries the segments not done."""
+
+    def __init__(self, message: str, task: Task | None) -> None:
+        super().__init__(message)
+        self.task = task
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -121,6 +121,7 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             callback_url=args.callback_url,
             preflight=args.preflight,
             force=args.force,
+            split=args.split,
         )
     if args.command == "status":
         if args.journal is not None:
@@ -161,6 +162,7 @@ async def _dispatch(ctx: Context, args: argparse.Namespace, argv: list[str]) -> 
             account_concurrency=args.account_concurrency,
             prompt=args.prompt,
             glob=args.glob,
+            split=args.split,
         )
         return await run_batch(ctx, settings)
     from .demo import run_demo

@@ -83,6 +83,8 @@ class BatchSettings:
     # With a folder for ``manifest``: the prompt for every clip, and which files are clips.
     prompt: str | None = None
     glob: str = "*.mp4"
+    # A local clip over 10 s edited in segments and stitched (False: refused).
+    split: bool = True
 
     @property
     def _source(self) -> Path:
@@ -171,6 +173,7 @@ async def run_batch(
                 manifest,
                 concurrency=settings.concurrency,
                 credits_per_1k_tokens=settings.credits_per_1k_tokens,
+                split=settings.split,
                 balance=balance,
                 balance_note=why,
             )
@@ -213,7 +216,7 @@ async def _check_balance(
         return
     if not ctx.json:
         ctx.note("Checking the balance against an estimate (probing every clip)...")
-    found = await estimate(client, manifest, concurrency=settings.concurrency)
+    found = await estimate(client, manifest, concurrency=settings.concurrency, split=settings.split)
     unprobed = 0.0 if settings.preflight else len(found.refused) * MAX_VIDEO_SECONDS
     needed = found.credits(settings.credits_per_1k_tokens, unprobed)
     available = balance.available
@@ -310,6 +313,7 @@ async def _edit_all(
             preflight=settings.preflight,
             destination=destination,
             account_concurrency=settings.account_concurrency,
+            split=settings.split,
         )
         async with ticking(progress), contextlib.aclosing(outcomes):
             async for outcome in outcomes:

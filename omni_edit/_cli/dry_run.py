@@ -12,13 +12,17 @@ may be overridden.
 from __future__ import annotations
 
 import logging
+import math
 
 import anyio
 import attrs
 
 from .._client import Client
-from .._constants import INPUT_TOKENS_PER_SECOND, OUTPUT_TOKENS_PER_SECOND
+from .._constants import INPUT_TOKENS_PER_SECOND, MAX_VIDEO_SECONDS, OUTPUT_TOKENS_PER_SECOND
 from .._exceptions import OmniEditError
+from .._media.probe import check_clip
+from .._media.segments import SEGMENT_SECONDS
+from .._media.storage import is_local_clip
 from .._models import Balance
 from .context import Context
 from .errors import EXIT_FAILED, EXIT_OK, plural
@@ -37,6 +41,8 @@ class Estimate:
 
     accepted: int = 0
     total_seconds: float = 0.0
+    # Tasks the accepted inputs make: a long local clip makes one per segment.
+    tasks: int = 0
     refused: dict[int, tuple[Row, str]] = attrs.Factory(dict)
     invalid: int = 0
 
@@ -54,15 +60,26 @@ class Estimate:
         return (tokens_in + tokens_out) * credits_per_1k_tokens / 1000
 
 
-async def estimate(client: Client, manifest: Manifest, *, concurrency: int) -> Estimate:
-    """Probe every usable row's clip (as preflight does); sends nothing to the API."""
+async def estimate(
+    client: Client, manifest: Manifest, *, concurrency: int, split: bool = True
+) -> Estimate:
+    """Probe every usable row's clip (as preflight does); sends nothing to the API.
+    With ``split``, a local clip over 10 s is accepted and counted as its segments
+    (docs/media.md#long-clips): its seconds are billed once, in segments."""
     found = Estimate()
     slots = anyio.Semaphore(concurrency)
 
     async def check(row: Row) -> None:
         try:
-            # The same check preflight makes: an MP4 the API would take, <= 10 s.
-            info = await client.preflight(row.fields["video_url"])
+            # The same check preflight makes: an MP4 the API would take, <= 10 s; or,
+            # split, a local clip of any length.
+            video = row.fields["video_url"]
+            info = await client.probe(video)
+            segments = 1
+            if split and is_local_clip(video) and info.duration > MAX_VIDEO_SECONDS:
+                segments = math.ceil(info.duration / SEGMENT_SECONDS - 1e-9)
+            else:
+                check_clip(info)
         except Exception as exc:
             # Not only OmniEditError: a clip that cannot be checked, whatever the
             # reason, is one refused line, not the end of the dry run.
@@ -71,6 +88,7 @@ async def estimate(client: Client, manifest: Manifest, *, concurrency: int) -> E
             found.refused[row.index] = (row, str(exc) or type(exc).__name__)
         else:
             found.accepted += 1
+            found.tasks += segments
             found.total_seconds += info.duration
         finally:
             slots.release()
@@ -92,13 +110,14 @@ async def dry_run(
     *,
     concurrency: int,
     credits_per_1k_tokens: float,
+    split: bool = True,
     balance: Balance | None = None,
     balance_note: str = "",
 ) -> int:
     """Probe the manifest's inputs and print the totals, beside ``balance`` when known
     (else ``balance_note`` says why not); 0 when every input would be accepted, 1 when
     some would be refused. Sends nothing to the API but the balance read."""
-    found = await estimate(client, manifest, concurrency=concurrency)
+    found = await estimate(client, manifest, concurrency=concurrency, split=split)
     for index in sorted(found.refused):
         row, why = found.refused[index]
         if ctx.json:
@@ -116,6 +135,7 @@ async def dry_run(
                 "event": "dry_run",
                 "inputs": found.inputs,
                 "accepted": found.accepted,
+                "tasks": found.tasks,
                 "refused": len(found.refused),
                 "invalid": found.invalid,
                 "input_seconds": round(total_seconds, 3),
@@ -129,6 +149,11 @@ async def dry_run(
     else:
         ctx.say(f"Dry run of {plural(found.inputs, 'input')}: nothing was submitted.")
         ctx.say(f"  accepted   {found.accepted}, with {total_seconds:.1f} s of input video in all")
+        if found.tasks != found.accepted:
+            ctx.say(
+                f"  tasks      {found.tasks}: clips over 10 s are edited in segments of at"
+                " most 10 s, a task each"
+            )
         if refused:
             ctx.say(f"  refused    {refused} (see the lines above)")
         ctx.say(

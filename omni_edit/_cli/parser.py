@@ -210,6 +210,7 @@ def _add_edit(commands: _Commands) -> None:
     )
     edit.add_argument("--callback-url", metavar="URL", help="https URL the API calls when done")
     _add_storage(edit)
+    _add_split(edit)
     _add_force(edit)
     edit.add_argument(
         "--no-preflight",
@@ -217,6 +218,16 @@ def _add_edit(commands: _Commands) -> None:
         action="store_false",
         help="do not read the clip's header before submitting it (preflight refuses a"
         " clip over 10 s or not mp4 before it costs anything)",
+    )
+
+
+def _add_split(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-split",
+        dest="split",
+        action="store_false",
+        help="refuse a local clip over 10 s instead of editing it in segments of at most"
+        " 10 s stitched into one file (which needs --storage and the media extra)",
     )
 
 
@@ -242,6 +253,7 @@ def _add_batch(commands: _Commands) -> None:
         " subfolders too)",
     )
     _add_storage(batch)
+    _add_split(batch)
     batch.add_argument(
         "--out-dir",
         type=Path,

@@ -7,12 +7,17 @@ log stays short and free of carriage returns. ``--json`` prints only the final o
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 from typing import Any, TextIO
 
+import anyio
+
 from .._batch.inputs import output_name
 from .._client import Client
+from .._constants import MAX_VIDEO_SECONDS
+from .._media.storage import is_local_clip
 from .._models import EditRequest, Task, Usage
 from .context import Context
 from .errors import EXIT_OK, UsageError
@@ -75,16 +80,25 @@ async def run_edit(
     callback_url: str | None,
     preflight: bool = True,
     force: bool = False,
+    split: bool = True,
 ) -> int:
     """Submit one edit, wait for it and save the result (default: a file in the current
     folder named after the input). With ``preflight`` (the default, as for ``batch``)
     the clip's header is read first, so a clip the API would refuse costs nothing. SDK
     errors propagate for ``main`` to explain. An existing file at the destination is a
-    ``UsageError`` unless ``force``, found before anything is billed."""
+    ``UsageError`` unless ``force``, found before anything is billed. A local clip over
+    10 s is edited in segments and stitched at ``dest`` unless not ``split``
+    (docs/media.md#long-clips)."""
     dest = out or Path(output_name(EditRequest(video_url, prompt, callback_url)))
     # In a folder, the file is named after the task, which does not exist yet.
     _refuse_to_overwrite(dest, force=force)
     async with ctx.open_client() as client:
+        if split and is_local_clip(video_url):
+            info = await client.probe(video_url)
+            if info.duration > MAX_VIDEO_SECONDS:
+                return await _edit_long(
+                    ctx, client, EditRequest(video_url, prompt, callback_url), dest
+                )
         task = await client.submit(
             video_url, prompt, callback_url=callback_url, preflight=preflight
         )
@@ -93,6 +107,34 @@ async def run_edit(
             f" omni-edit wait {task.id} --out {shlex.quote(str(dest))}"
         )
         return await _finish(ctx, client, task, dest)
+
+
+async def _edit_long(ctx: Context, client: Client, request: EditRequest, dest: Path) -> int:
+    """A clip over 10 s: its segments edited one after another through ``edit_many``
+    (without a journal: an interrupted run starts over), stitched at ``dest``."""
+    if await anyio.Path(dest).is_dir():
+        dest = dest / output_name(request)
+    if not ctx.json:
+        ctx.note(f"{request.video_url} is over 10 s: editing it in segments of at most 10 s")
+    async with contextlib.aclosing(
+        client.edit_many([request], destination=lambda *_: dest, concurrency=1)
+    ) as outcomes:
+        outcome = await anext(outcomes)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.task is not None
+    assert outcome.path is not None
+    if ctx.json:
+        ctx.emit(
+            {
+                **task_json(outcome.task),
+                "output": str(outcome.path),
+                "segments": [task.id for task in outcome.segments],
+            }
+        )
+    else:
+        ctx.say(f"saved {outcome.path} ({len(outcome.segments)} segments stitched)")
+    return EXIT_OK
 
 
 async def run_status(ctx: Context, task_id: str) -> int:

@@ -43,9 +43,11 @@ def make_clip(
     fps: int = _DEFAULT_FPS,
     tone_hz: float | None = 440.0,
     look: Sequence[Filter] = (),
+    keyframe_every: int | None = None,
 ) -> bytes:
     """An MP4 of FFmpeg's moving test pattern lasting ``seconds``, with a sine tone of
-    ``tone_hz`` as its sound track (none if ``None``) and ``look`` applied to it."""
+    ``tone_hz`` as its sound track (none if ``None``) and ``look`` applied to it; a
+    keyframe every ``keyframe_every`` frames if given (else the encoder's choice)."""
     require_media("making a clip")
     import av.filter
 
@@ -53,7 +55,9 @@ def make_clip(
     source = graph.add("testsrc2", f"size={width}x{height}:rate={fps}:duration={seconds:.6f}")
     sink = _chain(graph, source, look)
     graph.configure()
-    with _Writer(width, height, Fraction(fps), Fraction(1, fps), tone_hz) as writer:
+    with _Writer(
+        width, height, Fraction(fps), Fraction(1, fps), tone_hz, keyframe_every=keyframe_every
+    ) as writer:
         for frame in _drain(sink):
             writer.video(frame)
     return writer.data
@@ -136,6 +140,8 @@ class _Writer:
         rate: Fraction,
         time_base: Fraction,
         tone_hz: float | None,
+        *,
+        keyframe_every: int | None = None,
     ) -> None:
         import av
 
@@ -150,7 +156,10 @@ class _Writer:
         self._out: av.container.OutputContainer = av.open(
             self._path, "w", format="mp4", options={"movflags": "+faststart"}
         )
-        video = self._out.add_stream("libx264", rate=rate, options=dict(_X264_OPTIONS))
+        options = dict(_X264_OPTIONS)
+        if keyframe_every is not None:
+            options["g"] = str(keyframe_every)
+        video = self._out.add_stream("libx264", rate=rate, options=options)
         video.width, video.height = width + width % 2, height + height % 2
         video.pix_fmt = "yuv420p"
         video.codec_context.time_base = time_base
