@@ -19,11 +19,11 @@ Needs a server: ``OMNI_EDIT_TEST_POSTGRES=postgresql://user:pw@host/db`` (skippe
 without it). ``python benchmarks/bench_postgres.py [--inputs N] [--workers 1 2 4]
 [--latency SECONDS]``.
 
-Measured on a 2-core machine shared with other work (PostgreSQL 15 on the same
-machine): 1 worker ~145 inputs/s, 2 workers ~270-290 (1.9-2.0x), 4 workers 310-404
-(2.1-2.7x, the spread being this machine's cores: at 4 workers it runs five Python
-processes and the server on two cores); with ``--latency 0.1``, 4 workers gave 2.79x
-(93% of the cap's 3x). The server's time per input was 0.4-1.3 ms.
+Measured on a 2-core machine (PostgreSQL 15 on the same machine), 3 rounds, with batch
+reads (1.08 requests per input): 1 worker 211-217 inputs/s, 2 workers 393-415, 4 workers
+557-621; 4 workers / 1 worker 2.64x median (2.64, 2.94, 2.64); the server's time per
+input 0.17-0.47 ms. Before batch reads (about 3 requests per input) the machine's two
+cores, not the API's latency, limited 4 workers to 2.1-2.7x.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -223,7 +224,16 @@ async def _round(base: str, n: int, workers: int, latency: float) -> dict[str, A
     }
 
 
-async def main(n: int, counts: list[int], latency: float) -> int:
+def _print_round(r: dict[str, Any]) -> None:
+    print(
+        f"{r['workers']:>7}  {r['throughput']:>8.1f}  {r['max_in_flight']:>13}"
+        f"  {r['tasks']:>5}  {r['db_ms_per_input']:>16.2f}  {r['server_ms_per_input']:>15.2f}"
+        f"  {r['load_ms_per_input']:>13.3f}  ({r['requests_per_input']:.2f} requests/input)",
+        flush=True,
+    )
+
+
+async def main(n: int, counts: list[int], latency: float, rounds: int) -> int:
     base = os.environ.get(ENV_VAR)
     if not base:
         print(
@@ -239,15 +249,19 @@ async def main(n: int, counts: list[int], latency: float) -> int:
         "workers  inputs/s  max-in-flight  tasks  db-wait ms/input  server ms/input  load ms/input"
     )
     results = []
-    for workers in counts:
-        r = await _round(base, n, workers, latency)
-        results.append(r)
-        print(
-            f"{r['workers']:>7}  {r['throughput']:>8.1f}  {r['max_in_flight']:>13}"
-            f"  {r['tasks']:>5}  {r['db_ms_per_input']:>16.2f}  {r['server_ms_per_input']:>15.2f}"
-            f"  {r['load_ms_per_input']:>13.3f}  ({r['requests_per_input']:.2f} requests/input)",
-            flush=True,
-        )
+    ratios: list[float] = []
+    for number in range(rounds):
+        if rounds > 1:
+            print(f"round {number + 1} of {rounds}")
+        these = []
+        for workers in counts:
+            r = await _round(base, n, workers, latency)
+            these.append(r)
+            _print_round(r)
+        results += these
+        by_workers = {r["workers"]: r for r in these}
+        if 1 in by_workers and 4 in by_workers:
+            ratios.append(by_workers[4]["throughput"] / by_workers[1]["throughput"])
     status = 0
     for r in results:
         if r["tasks"] != n or r["prompts"] != n or r["done"] != n:
@@ -256,11 +270,15 @@ async def main(n: int, counts: list[int], latency: float) -> int:
         if r["max_in_flight"] > ACCOUNT_CAP:
             print(f"FAIL: {r['max_in_flight']} requests in flight > {ACCOUNT_CAP}")
             status = 1
-    by = {r["workers"]: r for r in results}
-    if 1 in by and 4 in by:
-        ratio = by[4]["throughput"] / by[1]["throughput"]
+    if ratios:
+        # One round is noisy on a shared machine: the median of the rounds' ratios.
+        ratio = statistics.median(ratios)
         verdict = "ok" if ratio >= THROUGHPUT_TARGET else "MISSED"
-        print(f"4 workers / 1: {ratio:.2f}x (target >= {THROUGHPUT_TARGET}x): {verdict}")
+        shown = " ".join(f"{x:.2f}" for x in ratios)
+        print(
+            f"4 workers / 1: {ratio:.2f}x median of {len(ratios)} rounds ({shown})"
+            f" (target >= {THROUGHPUT_TARGET}x): {verdict}"
+        )
     worst = max(r["server_ms_per_input"] for r in results)
     verdict = "ok" if worst < DB_MS_TARGET else "MISSED"
     print(
@@ -289,5 +307,6 @@ if __name__ == "__main__":
     # second) can make its cores, not the API's latency, the limit at 4 workers;
     # --latency 0.1 halves the load per request in flight.
     parser.add_argument("--latency", type=float, default=LATENCY)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.inputs, args.workers, args.latency)))
+    sys.exit(asyncio.run(main(args.inputs, args.workers, args.latency, args.rounds)))
