@@ -136,8 +136,8 @@ class BatchOptions:
     # With a postgresql:// journal: the in-flight cap all workers share (kept in the
     # journal; None keeps what it holds).
     account_concurrency: int | None = None
-    # A local clip over 10 s is edited in segments and stitched (docs/media.md#long-clips);
-    # False refuses it, as the API would.
+    # A clip over 10 s (local, or a URL preflight reads) is edited in segments and
+    # stitched (docs/media.md#long-clips); False refuses it, as the API would.
     split: bool = True
 
 
