@@ -351,8 +351,10 @@ async def test_a_25s_clip_at_a_url_is_downloaded_split_and_stitched_and_never_fe
     source.write_bytes(make_clip(25.0, width=96, height=64))
     out, journal = tmp_path / "out", tmp_path / "journal.sqlite"
 
-    async def edit(url: str) -> oe.EditOutcome:
-        async with oe.Client("url-key", base_url=emu.base_url, poll=FAST) as client:
+    async def edit(url: str, max_download_bytes: int = 10**8) -> oe.EditOutcome:
+        async with oe.Client(
+            "url-key", base_url=emu.base_url, poll=FAST, max_download_bytes=max_download_bytes
+        ) as client:
             with anyio.fail_after(30):
                 [outcome] = [
                     o
@@ -380,10 +382,17 @@ async def test_a_25s_clip_at_a_url_is_downloaded_split_and_stitched_and_never_fe
         for name in ("OMNI_EDIT_STORAGE", "OMNI_EDIT_STORAGE_ENDPOINT", "AWS_ACCESS_KEY_ID"):
             monkeypatch.setenv(name, env[name])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", env["AWS_SECRET_ACCESS_KEY"])
-        journal.unlink()  # the refusal is recorded: a rerun would repeat it
+        # A clip over the client's download cap: stopped, nothing billed.
+        capped = await edit(url, max_download_bytes=4096)
+        assert isinstance(capped.error, oe.DownloadError)
+        assert "could not download the clip http://127.0.0.1:" in str(capped.error)
+        assert emu.tasks == {}
+        assert ranges.count(None) == 1
+
+        # The failures were free to retry: this run edits it.
         outcome = await edit(url)
         assert outcome.ok, outcome.error
-        assert ranges.count(None) == 1  # downloaded once, to split it
+        assert ranges.count(None) == 2  # downloaded once, to split it
         assert len(outcome.segments) == 3
         assert len(emu.tasks) == 3
         assert outcome.path is not None
@@ -406,7 +415,7 @@ async def test_a_25s_clip_at_a_url_is_downloaded_split_and_stitched_and_never_fe
         restored = await edit(url)
         assert restored.ok, restored.error
         assert outcome.path.read_bytes() == stitched
-        assert ranges.count(None) == 1
+        assert ranges.count(None) == 2
         assert len(emu.tasks) == 3
 
 

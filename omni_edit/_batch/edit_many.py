@@ -148,6 +148,9 @@ class _Input:
     index: int
     request: EditRequest
     identity: Identity
+    # A long URL clip's segment: makes its file (the clip downloaded and split), called
+    # just before the file is uploaded, the one step that needs it.
+    prepare: Callable[[], Awaitable[None]] | None = None
 
 
 @attrs.frozen
@@ -833,7 +836,7 @@ class _Batch:
         input's prompt as an input of its own (journaled by the parent's identity and
         its index, so a rerun resumes per segment), one after another, and the edited
         segments stitched at ``dest`` (docs/media.md#long-clips). A URL clip is
-        downloaded to split it only when a segment is still to be edited. Raises
+        downloaded to split it only when a segment's file is to be uploaded. Raises
         ``ValidationError`` at once, before any work, without a destination, the media
         extra or a storage."""
         if dest is None:
@@ -877,10 +880,11 @@ class _Batch:
                     fingerprint(label, request.prompt, request.callback_url),
                     item.identity.occurrence,
                 ),
+                functools.partial(splitter.ensure, len(sources)),
             )
-            outcome = await self._edit_segment(
-                segment, work / f"edited-{index:03d}.mp4", splitter, len(sources)
-            )
+            outcome = await self._edit_segment(segment, work / f"edited-{index:03d}.mp4")
+            if isinstance(outcome.error, _ClipDownloadFailed):
+                raise outcome.error  # the clip's failure, not the segment's
             if outcome.error is not None or outcome.task is None or outcome.path is None:
                 error = outcome.error or OmniEditError("the segment's result was not saved")
                 raise _SegmentFailed(
@@ -905,13 +909,10 @@ class _Batch:
         await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, work, ignore_errors=True))
         return self._outcome(item, task=last, path=saved, segments=tuple(tasks))
 
-    async def _edit_segment(
-        self, segment: _Input, dest: Path, splitter: _Splitter, count: int
-    ) -> EditOutcome:
+    async def _edit_segment(self, segment: _Input, dest: Path) -> EditOutcome:
         """One segment of a long clip, its result saved at ``dest``: resumed from its
-        journal record, or worked now (the clip split first, if it is not yet)."""
+        journal record, or worked now."""
         if self.journal is None:
-            await splitter.ensure(count)
             return await self._run_input(segment, None, segment_dest=dest)
         request = segment.request
         claim = await self.journal.claim(
@@ -925,7 +926,6 @@ class _Batch:
             claim = await self.journal.reclaim(segment.identity)
         if claim.kind is ClaimKind.FINISHED:
             return await self._finished(segment, claim.entry, segment_dest=dest)
-        await splitter.ensure(count)
         return await self._run_input(segment, claim, segment_dest=dest)
 
     def _resume(
@@ -993,6 +993,8 @@ class _Batch:
             if key is not None and not recorded and sent_url is not None:
                 video_url = sent_url
             else:
+                if item.prepare is not None:
+                    await item.prepare()
                 video_url = await self._upload(video_url)
         elif self.options.preflight and not checked:
             await self.client.preflight(video_url)
@@ -1306,7 +1308,7 @@ class _Splitter:
             reason = "its host refused it"
         except OmniEditError as exc:
             reason = str(exc)
-        raise DownloadError(f"could not download the clip {shown} to split it: {reason}")
+        raise _ClipDownloadFailed(f"could not download the clip {shown} to split it: {reason}")
 
     async def ensure(self, count: int) -> None:
         """Split the clip, if not yet, into the ``count`` segments its length makes."""
@@ -1318,6 +1320,11 @@ class _Splitter:
                 f"the clip was split into {made} segments, not the {count} its header's"
                 " length makes: its host serves another file than it described?"
             )
+
+
+class _ClipDownloadFailed(DownloadError):
+    """A long URL clip could not be downloaded to split it: the clip fails (a rerun
+    tries again), no segment's task having been made."""
 
 
 class _SegmentFailed(OmniEditError):
