@@ -591,7 +591,8 @@ class Client:
         host's inputs are taken over once its lease lapses. ``account_concurrency``
         stores in that journal an in-flight cap that all its workers share, and a 429
         seen by one pauses all (docs/architecture.md#journals).
-        A local clip over 10 s is split into segments of at most 10 s, each edited with
+        A clip over 10 s (local, or a URL ``preflight`` reads so, downloaded first) is
+        split into segments of at most 10 s, each edited with
         the same prompt, and the edited segments stitched into one file (its outcome's
         ``path``; ``segments`` holds their tasks): this needs the ``media`` extra, a
         storage for the segments, and ``download_dir`` or ``destination``, and fails at

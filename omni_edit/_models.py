@@ -274,7 +274,7 @@ class EditOutcome:
     for it in this run: the journal already held its outcome, from an earlier run or
     another worker sharing the journal.
 
-    A local clip over 10 s is edited in segments (docs/media.md#long-clips): ``path`` is
+    A clip over 10 s is edited in segments (docs/media.md#long-clips): ``path`` is
     the stitched file, ``segments`` the segments' tasks in order (one done by an earlier
     run: its task as the journal recorded it; none when the whole clip is ``resumed``),
     and ``task`` the last segment's.

@@ -118,9 +118,13 @@ async def test_edit_reads_the_clip_header_first_unless_told_not_to(
     emu: Emulator, media: str, tmp_path: Path
 ) -> None:
     args = ["edit", f"{media}/clip_10_1s.mp4", "--prompt", "Warmer"]
-    code, _, stderr = await _run(*args, env=_env(emu), cwd=tmp_path)
+    code, _, stderr = await _run(*args, "--no-split", env=_env(emu), cwd=tmp_path)
     assert code == 2
     assert "the clip is 10.10 s long" in stderr
+    # Split (the default), it would be edited in segments: that needs a storage.
+    code, _, stderr = await _run(*args, env=_env(emu), cwd=tmp_path)
+    assert code == 2
+    assert "the clip is over 10 s, so it is edited in segments" in stderr
     assert not [r for r in emu.stats.requests if r.method == "POST"]  # nothing billed
 
     await _run(*args, "--no-preflight", env=_env(emu), cwd=tmp_path)
@@ -193,7 +197,8 @@ async def test_batch_reports_bad_rows_by_line_and_edits_the_others(
             f"{media}/clip_9_9s.mp4,Make it warmer",
             f"{media}/clip_9_9s.mp4,",  # line 3: no prompt
             "ftp://m.example/a.mp4,Make it cooler",  # line 4: not http(s)
-            f"{media}/clip_10_1s.mp4,Make it warmer",  # line 5: refused by preflight
+            # line 5: over 10 s, found by preflight; split, it needs a storage.
+            f"{media}/clip_10_1s.mp4,Make it warmer",
             f'{media}/clip_9_9s.mp4,"A prompt on',  # lines 6-7: one row, two lines
             'two lines"',
             f"{media}/clip_9_9s.mp4,Film look,mine.mp4",  # line 8: its own output
@@ -207,7 +212,7 @@ async def test_batch_reports_bad_rows_by_line_and_edits_the_others(
     assert code == 1
     assert "manifest line 3: prompt is missing or empty" in stderr
     assert "manifest line 4: video_url must start with http:// or https://" in stderr
-    assert "manifest line 5: invalid: the clip is 10.10 s long" in stderr
+    assert "manifest line 5: invalid: the clip is over 10 s, so it is edited in segments" in stderr
     assert "3 of 6 inputs completed; 3 invalid" in stdout
     # The progress names the invalid rows as the summary does, not as failures.
     assert stderr.splitlines()[-1].startswith("3/6 done, 0 failed, 3 invalid, 0 running,")
@@ -502,7 +507,8 @@ async def test_dry_run_totals_the_durations_and_submits_nothing(
         tmp_path / "m.csv",
         [f"{media}/clip_9_9s.mp4,Warmer", f"{media}/clip_10_1s.mp4,Warmer"],
     )
-    code, stdout, stderr = await _run("batch", str(manifest), "--dry-run", env=_env(emu))
+    argv = ["batch", str(manifest), "--dry-run", "--no-split"]
+    code, stdout, stderr = await _run(*argv, env=_env(emu))
     assert code == 1  # one clip would be refused
     assert "manifest line 3: the clip is 10.10 s long" in stderr
     assert "accepted   1, with 9.9 s of input video in all" in stdout
@@ -514,8 +520,8 @@ async def test_dry_run_totals_the_durations_and_submits_nothing(
     assert [(r.method, r.path) for r in emu.stats.requests] == [("GET", "/v1/credits")]
 
     code, stdout, _ = await _run(
-        "batch", str(manifest), "--dry-run", "--json", "--credits-per-1k-tokens", "2",
-        env=_env(None),  # no key needed: nothing goes to the API
+        "batch", str(manifest), "--dry-run", "--no-split", "--json",
+        "--credits-per-1k-tokens", "2", env=_env(None),  # no key needed: nothing goes to the API
     )  # fmt: skip
     summary = json.loads(stdout.splitlines()[-1])
     assert summary["input_seconds"] == pytest.approx(9.9)

@@ -4,15 +4,18 @@ file; a kill -9 mid-clip and a rerun that submits only the segments not done
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from aiohttp import web
 
 import omni_edit as oe
 from omni_edit._media.render import make_clip
@@ -310,3 +313,132 @@ async def test_the_edit_command_edits_a_long_clip_in_segments(
     length, sound = _facts(tmp_path / "o.mp4")
     assert sound
     assert abs(length - 10.5) <= 1 / FPS + 1e-6
+
+
+@contextlib.asynccontextmanager
+async def _serve_clip(clip: Path) -> AsyncIterator[tuple[str, list[str | None]]]:
+    """The clip at a loopback URL (Range requests honoured); each request's Range
+    header, or None for a whole-file GET, is listed."""
+    ranges: list[str | None] = []
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        # No API key ever reaches the clip's host.
+        assert "Authorization" not in request.headers
+        ranges.append(request.headers.get("Range"))
+        return web.FileResponse(clip)
+
+    app = web.Application()
+    app.router.add_get("/long.mp4", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/long.mp4", ranges
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_25s_clip_at_a_url_is_downloaded_split_and_stitched_and_never_fetched_again(
+    make_emulator: EmulatorFactory,
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emu = await make_emulator(real_results=True, processing_time=(0.05, 0.1))
+    source = tmp_path / "long.mp4"
+    source.write_bytes(make_clip(25.0, width=96, height=64))
+    out, journal = tmp_path / "out", tmp_path / "journal.sqlite"
+
+    async def edit(url: str, max_download_bytes: int = 10**8) -> oe.EditOutcome:
+        async with oe.Client(
+            "url-key", base_url=emu.base_url, poll=FAST, max_download_bytes=max_download_bytes
+        ) as client:
+            with anyio.fail_after(30):
+                [outcome] = [
+                    o
+                    async for o in client.edit_many(
+                        # Preflight reads the clip's header: that is how its length is
+                        # known before anything is billed.
+                        [(url, PROMPT)],
+                        download_dir=out,
+                        journal=journal,
+                        preflight=True,
+                    )
+                ]
+        return outcome
+
+    async with _serve_clip(source) as (url, ranges):
+        # Without a storage: refused at once, having read only the clip's header.
+        monkeypatch.delenv("OMNI_EDIT_STORAGE", raising=False)
+        refused = await edit(url)
+        assert isinstance(refused.error, oe.ValidationError)
+        assert refused.error.field == "storage"
+        assert emu.tasks == {}
+        assert None not in ranges
+
+        env = _env(s3_server, s3_server.bucket("long-urls"))
+        for name in ("OMNI_EDIT_STORAGE", "OMNI_EDIT_STORAGE_ENDPOINT", "AWS_ACCESS_KEY_ID"):
+            monkeypatch.setenv(name, env[name])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", env["AWS_SECRET_ACCESS_KEY"])
+        # A clip over the client's download cap: stopped, nothing billed.
+        capped = await edit(url, max_download_bytes=4096)
+        assert isinstance(capped.error, oe.DownloadError)
+        assert "could not download the clip http://127.0.0.1:" in str(capped.error)
+        assert emu.tasks == {}
+        assert ranges.count(None) == 1
+
+        # The failures were free to retry: this run edits it.
+        outcome = await edit(url)
+        assert outcome.ok, outcome.error
+        assert ranges.count(None) == 2  # downloaded once, to split it
+        assert len(outcome.segments) == 3
+        assert len(emu.tasks) == 3
+        assert outcome.path is not None
+        length, sound = _facts(outcome.path)
+        assert sound
+        assert abs(length - 25.0) <= 2 / FPS + 1e-6
+        # The download and the segments are gone with the working folder.
+        assert [p.name for p in out.iterdir()] == [outcome.path.name]
+
+        # A rerun finds it done: nothing created, nothing read from the clip's host.
+        seen = len(ranges)
+        again = await edit(url)
+        assert again.ok, again.error
+        assert again.resumed
+        assert len(ranges) == seen
+        # The stitched file lost: stitched again from the segments' results, the clip
+        # itself not downloaded again (its header is read, to count the segments).
+        stitched = outcome.path.read_bytes()
+        outcome.path.unlink()
+        restored = await edit(url)
+        assert restored.ok, restored.error
+        assert outcome.path.read_bytes() == stitched
+        assert ranges.count(None) == 2
+        assert len(emu.tasks) == 3
+
+
+async def test_the_dry_run_counts_the_segments_of_a_long_clip_at_a_url(
+    make_emulator: EmulatorFactory, s3_server: S3Server, tmp_path: Path
+) -> None:
+    emu = await make_emulator()
+    source = tmp_path / "long.mp4"
+    source.write_bytes(make_clip(25.0, width=96, height=64))
+    manifest = tmp_path / "manifest.csv"
+    env = {
+        **_env(s3_server, "unused"),
+        "OMNI_EDIT_API_KEY": "k",
+        "OMNI_EDIT_BASE_URL": emu.base_url,
+    }
+    async with _serve_clip(source) as (url, ranges):
+        manifest.write_text(f"video_url,prompt\n{url},warm\n")
+        argv = [sys.executable, "-m", "omni_edit", "batch", str(manifest), "--dry-run"]
+        with anyio.fail_after(30):
+            done = await anyio.run_process(argv, env=env, check=False)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert "accepted   1, with 25.0 s of input video in all" in out
+    assert "tasks      3: clips over 10 s are edited in segments" in out
+    assert None not in ranges  # the header only: nothing downloaded
+    assert emu.tasks == {}

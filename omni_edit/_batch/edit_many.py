@@ -25,6 +25,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import shutil
 from collections.abc import (
     AsyncGenerator,
@@ -46,9 +47,11 @@ from .._constants import JOURNAL_BUSY_POLL_SECONDS, JOURNAL_DEFERRED_MAX, MAX_VI
 from .._exceptions import (
     ACCOUNT_ERRORS,
     APIConnectionError,
+    DownloadError,
     JournalError,
     OmniEditError,
     RateLimitError,
+    ResultExpiredError,
     ServerError,
     StorageError,
     SubmissionUncertainError,
@@ -58,18 +61,20 @@ from .._exceptions import (
 from .._http.limits import ClientLimits
 from .._http.retry import backoff_delay, retry_delay
 from .._media.extra import MediaUnavailable, require_media, run_media_work
-from .._media.segments import split_clip, stitch_clips
+from .._media.segments import SEGMENT_SECONDS, split_clip, stitch_clips
 from .._media.storage import file_sha256, is_local_clip, local_clip_path
 from .._models import (
     BatchProgress,
     EditInput,
     EditOutcome,
     EditRequest,
+    MediaInfo,
     Task,
     TaskError,
     TaskStatus,
     Usage,
 )
+from .._redact import redact_url
 from .._wire.protocol import new_idempotency_key
 from .inputs import (
     InputFeed,
@@ -131,8 +136,8 @@ class BatchOptions:
     # With a postgresql:// journal: the in-flight cap all workers share (kept in the
     # journal; None keeps what it holds).
     account_concurrency: int | None = None
-    # A local clip over 10 s is edited in segments and stitched (docs/media.md#long-clips);
-    # False refuses it, as the API would.
+    # A clip over 10 s (local, or a URL preflight reads) is edited in segments and
+    # stitched (docs/media.md#long-clips); False refuses it, as the API would.
     split: bool = True
 
 
@@ -143,6 +148,9 @@ class _Input:
     index: int
     request: EditRequest
     identity: Identity
+    # A long URL clip's segment: makes its file (the clip downloaded and split), called
+    # just before the file is uploaded, the one step that needs it.
+    prepare: Callable[[], Awaitable[None]] | None = None
 
 
 @attrs.frozen
@@ -686,7 +694,7 @@ class _Batch:
         if (
             segment_dest is None
             and entry.result_url is None
-            and is_local_clip(item.request.video_url)
+            and (is_local_clip(item.request.video_url) or self.options.split)
         ):
             # A long clip's stitched file (it has no result link of its own) is gone:
             # made again from its segments, done already (their journal records).
@@ -726,21 +734,25 @@ class _Batch:
                     occurrence=item.identity.occurrence,
                 )
             task_id, attempts, key, recorded = start
+            checked = False
             if (
                 segment_dest is None
                 and task_id is None
                 and key is None
                 and (self.options.split or stitched_again)
-                and is_local_clip(item.request.video_url)
             ):
                 # Nothing was ever sent for it: a clip over 10 s goes in segments.
-                clip = local_clip_path(item.request.video_url)
-                info = await self.client.probe(str(clip))
-                if info.duration > MAX_VIDEO_SECONDS:
+                info = await self._measure(item, stitched_again=stitched_again)
+                if info is not None and info.duration > MAX_VIDEO_SECONDS:
                     segmented = True
                     return await self._run_long(
-                        item, clip, dest, record=claim is not None and not stitched_again
+                        item,
+                        info.duration,
+                        dest,
+                        record=claim is not None and not stitched_again,
                     )
+                # Measured under 10 s: preflight's read is made already.
+                checked = info is not None
             if stitched_again:
                 # Done already, yet neither a long clip nor a result link to save again
                 # (the clip changed?): never submitted again, which would bill twice.
@@ -754,7 +766,7 @@ class _Batch:
             while True:
                 if task_id is None:
                     task = await self._submit(
-                        item, attempts, key, recorded=recorded, sent_url=sent_url
+                        item, attempts, key, recorded=recorded, sent_url=sent_url, checked=checked
                     )
                     sent_url = None
                     attempts += 1
@@ -799,13 +811,32 @@ class _Batch:
             outcome = self._outcome(item, task=task, error=exc)
         return outcome
 
+    async def _measure(self, item: _Input, *, stitched_again: bool) -> MediaInfo | None:
+        """The clip's facts from its header, read before anything is billed, when it
+        may be a long clip to split (docs/media.md#long-clips); ``None`` when it is not
+        read. A local clip is always read. A URL clip is read by preflight's probe (a
+        few KB by Range requests from its host, no API key), so only with
+        ``preflight``: without it the client never reads a clip URL, and one over 10 s
+        is refused by the API, unbilled. Not in a batch shared through PostgreSQL: its
+        workers split nothing (docs/architecture.md#journals)."""
+        video_url = item.request.video_url
+        if is_local_clip(video_url):
+            return await self.client.probe(str(local_clip_path(video_url)))
+        if isinstance(self.journal, PostgresJournal):
+            return None
+        if self.options.preflight or stitched_again:
+            # Preflight's read: its errors are the input's, as preflight's are.
+            return await self.client.probe(video_url)
+        return None
+
     async def _run_long(
-        self, item: _Input, path: Path, dest: Path | None, *, record: bool
+        self, item: _Input, duration: float, dest: Path | None, *, record: bool
     ) -> EditOutcome:
-        """A local clip over 10 s: split into segments of at most 10 s, each edited
-        with the input's prompt as an input of its own (journaled by the parent's
-        identity and its index, so a rerun resumes per segment), one after another, and
-        the edited segments stitched at ``dest`` (docs/media.md#long-clips). Raises
+        """A clip over 10 s: split into segments of at most 10 s, each edited with the
+        input's prompt as an input of its own (journaled by the parent's identity and
+        its index, so a rerun resumes per segment), one after another, and the edited
+        segments stitched at ``dest`` (docs/media.md#long-clips). A URL clip is
+        downloaded to split it only when a segment's file is to be uploaded. Raises
         ``ValidationError`` at once, before any work, without a destination, the media
         extra or a storage."""
         if dest is None:
@@ -829,13 +860,15 @@ class _Batch:
             ) from None
         work = dest.parent / f".{dest.name}.segments"
         await anyio.Path(work / "in").mkdir(parents=True, exist_ok=True)
-        try:
-            sources = await run_media_work(split_clip, path, work / "in")
-        except ValueError as exc:
-            raise ValidationError(
-                f"could not split the clip {path}: {exc}", field="video_url"
-            ) from None
         request = item.request
+        splitter = _Splitter(self.client, request.video_url, work)
+        if is_local_clip(request.video_url):
+            sources = await splitter.split()
+        else:
+            # Counted as split_clip counts them, from the header's length: a rerun finds
+            # the segments' records without downloading the clip.
+            count = max(1, math.ceil(duration / SEGMENT_SECONDS - 1e-9))
+            sources = [work / "in" / f"segment-{i:03d}.mp4" for i in range(count)]
         tasks: list[Task] = []
         edited: list[Path] = []
         for index, source in enumerate(sources):
@@ -847,8 +880,11 @@ class _Batch:
                     fingerprint(label, request.prompt, request.callback_url),
                     item.identity.occurrence,
                 ),
+                functools.partial(splitter.ensure, len(sources)),
             )
             outcome = await self._edit_segment(segment, work / f"edited-{index:03d}.mp4")
+            if isinstance(outcome.error, _ClipDownloadFailed):
+                raise outcome.error  # the clip's failure, not the segment's
             if outcome.error is not None or outcome.task is None or outcome.path is None:
                 error = outcome.error or OmniEditError("the segment's result was not saved")
                 raise _SegmentFailed(
@@ -943,6 +979,7 @@ class _Batch:
         *,
         recorded: bool,
         sent_url: str | None = None,
+        checked: bool = False,
     ) -> Task:
         """Create the input's task: one paid intent, so one Idempotency-Key for every
         send, refusals retried included. ``key``: an earlier send's key to replay (or,
@@ -956,8 +993,10 @@ class _Batch:
             if key is not None and not recorded and sent_url is not None:
                 video_url = sent_url
             else:
+                if item.prepare is not None:
+                    await item.prepare()
                 video_url = await self._upload(video_url)
-        elif self.options.preflight:
+        elif self.options.preflight and not checked:
             await self.client.preflight(video_url)
         # Once a send of this key may have made the task (an earlier run's key, or a
         # round here that went unanswered), a later refusal proves nothing: the input
@@ -1226,6 +1265,66 @@ class _Batch:
             result = callback(progress)
             if inspect.isawaitable(result):
                 await result
+
+
+class _Splitter:
+    """A long clip's segments, made once: a local clip is split where it lies; a URL
+    clip is first downloaded beside its segments, by the rules of result downloads (a
+    session with no API key or cookie, ``max_download_bytes``, ``download_timeout``,
+    http(s) redirects only: docs/reliability.md#downloads), and that copy is deleted
+    once split."""
+
+    def __init__(self, client: BatchClient, video_url: str, work: Path) -> None:
+        self._client = client
+        self._video_url = video_url
+        self._work = work
+        self._done = False
+
+    async def split(self) -> list[Path]:
+        video_url = self._video_url
+        local = is_local_clip(video_url)
+        if local:
+            clip = local_clip_path(video_url)
+            shown = str(clip)
+        else:
+            shown = redact_url(video_url)
+            clip = await self._download(shown)
+        try:
+            sources = await run_media_work(split_clip, clip, self._work / "in")
+        except ValueError as exc:
+            raise ValidationError(
+                f"could not split the clip {shown}: {exc}", field="video_url"
+            ) from None
+        finally:
+            if not local:
+                await anyio.Path(clip).unlink(missing_ok=True)
+        self._done = True
+        return sources
+
+    async def _download(self, shown: str) -> Path:
+        try:
+            return await self._client.download(self._video_url, self._work / "source.mp4")
+        except ResultExpiredError:
+            reason = "its host refused it"
+        except OmniEditError as exc:
+            reason = str(exc)
+        raise _ClipDownloadFailed(f"could not download the clip {shown} to split it: {reason}")
+
+    async def ensure(self, count: int) -> None:
+        """Split the clip, if not yet, into the ``count`` segments its length makes."""
+        if self._done:
+            return
+        made = len(await self.split())
+        if made != count:
+            raise OmniEditError(
+                f"the clip was split into {made} segments, not the {count} its header's"
+                " length makes: its host serves another file than it described?"
+            )
+
+
+class _ClipDownloadFailed(DownloadError):
+    """A long URL clip could not be downloaded to split it: the clip fails (a rerun
+    tries again), no segment's task having been made."""
 
 
 class _SegmentFailed(OmniEditError):

@@ -83,7 +83,7 @@ class BatchSettings:
     # With a folder for ``manifest``: the prompt for every clip, and which files are clips.
     prompt: str | None = None
     glob: str = "*.mp4"
-    # A local clip over 10 s edited in segments and stitched (False: refused).
+    # A clip over 10 s edited in segments and stitched (False: refused).
     split: bool = True
 
     @property

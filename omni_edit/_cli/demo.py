@@ -77,6 +77,9 @@ async def run_demo(ctx: Context, out_dir: Path) -> int:
         concurrency=CONCURRENCY,
         report=report,
         html_report=page,
+        # The 12 s clip shows preflight refusing a clip before it costs anything: not
+        # split (that needs a storage the demo does not have).
+        split=False,
     )
     _prepare(clips_dir, settings.journal_path, real=real)
 

@@ -22,7 +22,6 @@ from .._constants import INPUT_TOKENS_PER_SECOND, MAX_VIDEO_SECONDS, OUTPUT_TOKE
 from .._exceptions import OmniEditError
 from .._media.probe import check_clip
 from .._media.segments import SEGMENT_SECONDS
-from .._media.storage import is_local_clip
 from .._models import Balance
 from .context import Context
 from .errors import EXIT_FAILED, EXIT_OK, plural
@@ -41,7 +40,7 @@ class Estimate:
 
     accepted: int = 0
     total_seconds: float = 0.0
-    # Tasks the accepted inputs make: a long local clip makes one per segment.
+    # Tasks the accepted inputs make: a long clip makes one per segment.
     tasks: int = 0
     refused: dict[int, tuple[Row, str]] = attrs.Factory(dict)
     invalid: int = 0
@@ -64,7 +63,7 @@ async def estimate(
     client: Client, manifest: Manifest, *, concurrency: int, split: bool = True
 ) -> Estimate:
     """Probe every usable row's clip (as preflight does); sends nothing to the API.
-    With ``split``, a local clip over 10 s is accepted and counted as its segments
+    With ``split``, a clip over 10 s is accepted and counted as its segments
     (docs/media.md#long-clips): its seconds are billed once, in segments."""
     found = Estimate()
     slots = anyio.Semaphore(concurrency)
@@ -72,11 +71,11 @@ async def estimate(
     async def check(row: Row) -> None:
         try:
             # The same check preflight makes: an MP4 the API would take, <= 10 s; or,
-            # split, a local clip of any length.
+            # split, a clip of any length (a URL clip is downloaded and split too).
             video = row.fields["video_url"]
             info = await client.probe(video)
             segments = 1
-            if split and is_local_clip(video) and info.duration > MAX_VIDEO_SECONDS:
+            if split and info.duration > MAX_VIDEO_SECONDS:
                 segments = math.ceil(info.duration / SEGMENT_SECONDS - 1e-9)
             else:
                 check_clip(info)

@@ -226,7 +226,7 @@ def _add_split(parser: argparse.ArgumentParser) -> None:
         "--no-split",
         dest="split",
         action="store_false",
-        help="refuse a local clip over 10 s instead of editing it in segments of at most"
+        help="refuse a clip over 10 s instead of editing it in segments of at most"
         " 10 s stitched into one file (which needs --storage and the media extra)",
     )
 

@@ -86,21 +86,25 @@ async def run_edit(
     folder named after the input). With ``preflight`` (the default, as for ``batch``)
     the clip's header is read first, so a clip the API would refuse costs nothing. SDK
     errors propagate for ``main`` to explain. An existing file at the destination is a
-    ``UsageError`` unless ``force``, found before anything is billed. A local clip over
-    10 s is edited in segments and stitched at ``dest`` unless not ``split``
+    ``UsageError`` unless ``force``, found before anything is billed. A clip over 10 s
+    (a URL one found so by preflight) is edited in segments and stitched at ``dest``
+    unless not ``split``
     (docs/media.md#long-clips)."""
     dest = out or Path(output_name(EditRequest(video_url, prompt, callback_url)))
     # In a folder, the file is named after the task, which does not exist yet.
     _refuse_to_overwrite(dest, force=force)
     async with ctx.open_client() as client:
-        if split and is_local_clip(video_url):
+        info = None
+        if split and (preflight or is_local_clip(video_url)):
+            # A clip URL's length is learned by preflight's read: without it the API
+            # judges the clip.
             info = await client.probe(video_url)
             if info.duration > MAX_VIDEO_SECONDS:
                 return await _edit_long(
                     ctx, client, EditRequest(video_url, prompt, callback_url), dest
                 )
         task = await client.submit(
-            video_url, prompt, callback_url=callback_url, preflight=preflight
+            video_url, prompt, callback_url=callback_url, preflight=preflight and info is None
         )
         ctx.on_interrupt = (
             f"Interrupted; task {task.id} goes on. Save its result later with:"
@@ -111,13 +115,14 @@ async def run_edit(
 
 async def _edit_long(ctx: Context, client: Client, request: EditRequest, dest: Path) -> int:
     """A clip over 10 s: its segments edited one after another through ``edit_many``
-    (without a journal: an interrupted run starts over), stitched at ``dest``."""
+    (without a journal: an interrupted run starts over), stitched at ``dest``. With
+    ``preflight``, so that a URL clip is measured (and split) there too."""
     if await anyio.Path(dest).is_dir():
         dest = dest / output_name(request)
     if not ctx.json:
         ctx.note(f"{request.video_url} is over 10 s: editing it in segments of at most 10 s")
     async with contextlib.aclosing(
-        client.edit_many([request], destination=lambda *_: dest, concurrency=1)
+        client.edit_many([request], destination=lambda *_: dest, concurrency=1, preflight=True)
     ) as outcomes:
         outcome = await anext(outcomes)
     if outcome.error is not None:
