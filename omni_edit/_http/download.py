@@ -317,8 +317,8 @@ async def _stream(
         state.total = r.content_length
     state.etag = r.headers.get("ETag")
     too_large = DownloadError(
-        f"the result at {redact_url(url)} is over {max_bytes} bytes, more than a 10 s clip"
-        " can be: stopped (raise Client(max_download_bytes=...) if it is genuine)"
+        f"the file at {redact_url(url)} is over {max_bytes} bytes: stopped (raise"
+        " Client(max_download_bytes=...) if it is genuine)"
     )
     if state.total is not None and state.total > max_bytes:
         raise too_large
