@@ -13,9 +13,11 @@ import re
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from aiohttp import web
 
 import omni_edit as oe
 from omni_edit.emulator import Emulator
@@ -157,3 +159,20 @@ def s3_server() -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+# The committed test clips (tests/data/media).
+MEDIA = Path(__file__).parent / "data" / "media"
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[str]:
+    """The committed test clips served on loopback with Range support (what preflight,
+    --dry-run and the balance check read): the base URL, ``…/media``."""
+    app = web.Application()
+    app.router.add_static("/media", MEDIA)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/media"
+    await runner.cleanup()

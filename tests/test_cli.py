@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-from aiohttp import web
 from by_hand import finish_tasks_by_hand
 
 import omni_edit as oe
@@ -27,7 +25,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-MEDIA = Path(__file__).parent / "data" / "media"
 ROOT = Path(__file__).resolve().parent.parent
 # The command line of this checkout (PYTHONPATH below), whatever is installed.
 OMNI_EDIT = [sys.executable, "-m", "omni_edit"]
@@ -46,18 +43,6 @@ KEY = "sk-cli-test-SECRET"
 @pytest.fixture
 async def emu(make_emulator: EmulatorFactory) -> Emulator:
     return await make_emulator(processing_time=(0.05, 0.3), estimated_time=0.2, seed=7)
-
-
-@pytest.fixture
-async def media() -> AsyncIterator[str]:
-    """The test clips, served with Range support: what preflight and --dry-run read."""
-    app = web.Application()
-    app.router.add_static("/media", MEDIA)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/media"
-    await runner.cleanup()
 
 
 def _env(emu: Emulator | None, **extra: str) -> dict[str, str]:

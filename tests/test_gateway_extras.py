@@ -9,7 +9,6 @@ the test's loop): the same code as ``omni-edit``, without a Python start per com
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING
 import aiohttp
 import anyio
 import pytest
-from aiohttp import web
 
 import omni_edit as oe
 from omni_edit._cli import main
@@ -29,25 +27,12 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-MEDIA = Path(__file__).parent / "data" / "media"
 KEY = "sk-extras-test-SECRET"
 
 
 @pytest.fixture
 async def emu(make_emulator: EmulatorFactory) -> Emulator:
     return await make_emulator(processing_time=(30.0, 30.0), estimated_time=30, seed=3)
-
-
-@pytest.fixture
-async def media() -> AsyncIterator[str]:
-    """The test clips, served with Range support: what the balance check probes."""
-    app = web.Application()
-    app.router.add_static("/media", MEDIA)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/media"
-    await runner.cleanup()
 
 
 # --- Balance and billing -----------------------------------------------------------------

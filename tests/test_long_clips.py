@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 from aiohttp import web
+from without_av import env_without_av
 
 import omni_edit as oe
 from omni_edit._media.render import make_clip
@@ -224,20 +225,6 @@ async def test_a_25s_clip_is_edited_in_three_segments_and_resumed_after_kill_9(
     assert [p.name for p in out.iterdir()] == [outcome.path.name]
 
 
-_BLOCK_AV = """\
-import sys
-
-
-class _NoAv:
-    # As on a machine without the media extra: every import of av fails.
-    def find_spec(self, name, path=None, target=None):
-        if name == "av" or name.startswith("av."):
-            raise ModuleNotFoundError("No module named 'av'", name="av")
-
-
-sys.meta_path.insert(0, _NoAv())
-"""
-
 _REFUSED = """
 import asyncio, sys
 import omni_edit as oe
@@ -255,8 +242,7 @@ asyncio.run(main())
 async def test_without_the_extra_a_long_clip_is_refused_naming_it(tmp_path: Path) -> None:
     clip = tmp_path / "long.mp4"
     clip.write_bytes(make_clip(10.5, width=96, height=64))
-    (tmp_path / "sitecustomize.py").write_text(_BLOCK_AV)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+    env = env_without_av(tmp_path)
     with anyio.fail_after(30):
         done = await anyio.run_process(
             [sys.executable, "-c", _REFUSED, str(clip), str(tmp_path)], env=env

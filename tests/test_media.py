@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
+from without_av import env_without_av
 
 import omni_edit as oe
 from omni_edit._media.extra import MEDIA_WORKERS, run_media_work
@@ -145,27 +145,6 @@ async def test_real_results_are_the_input_restyled_by_the_prompt(
     assert made == again
 
 
-_BLOCK_AV = """\
-import sys
-
-
-class _NoAv:
-    # As on a machine without the media extra: every import of av fails.
-    def find_spec(self, name, path=None, target=None):
-        if name == "av" or name.startswith("av."):
-            raise ModuleNotFoundError("No module named 'av'", name="av")
-
-
-sys.meta_path.insert(0, _NoAv())
-"""
-
-
-def _without_av(tmp_path: Path) -> dict[str, str]:
-    """An environment whose Python cannot import av (a sitecustomize blocks it)."""
-    (tmp_path / "sitecustomize.py").write_text(_BLOCK_AV)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
-
-
 def test_without_the_extra_real_results_are_refused_naming_it(tmp_path: Path) -> None:
     script = (
         "from omni_edit._media.extra import media_available\n"
@@ -181,7 +160,7 @@ def test_without_the_extra_real_results_are_refused_naming_it(tmp_path: Path) ->
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
-        env=_without_av(tmp_path),
+        env=env_without_av(tmp_path),
         capture_output=True,
         text=True,
         timeout=30,
@@ -198,7 +177,7 @@ def test_the_emulator_command_says_its_results_are_placeholders_without_the_extr
 ) -> None:
     argv = [sys.executable, "-m", "omni_edit", "emulator", "--port", "0"]
     with subprocess.Popen(
-        argv, env=_without_av(tmp_path), stdout=subprocess.PIPE, text=True
+        argv, env=env_without_av(tmp_path), stdout=subprocess.PIPE, text=True
     ) as proc:
         assert proc.stdout is not None
         lines = []

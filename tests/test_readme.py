@@ -12,13 +12,11 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-from aiohttp import web
 
 if TYPE_CHECKING:
     from conftest import EmulatorFactory
@@ -27,7 +25,6 @@ pytestmark = pytest.mark.anyio
 
 README = Path(__file__).parent.parent / "README.md"
 BIN = Path(sys.executable).parent
-MEDIA = Path(__file__).parent / "data" / "media"
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
 
@@ -46,16 +43,10 @@ def _commands() -> list[str]:
 
 
 @pytest.fixture
-async def media() -> AsyncIterator[str]:
-    """The committed fixture clips on loopback, standing in for the README's example.com
-    clips so that preflight really reads them."""
-    app = web.Application()
-    app.router.add_static("/media", MEDIA)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/media/clip_9_9s.mp4"
-    await runner.cleanup()
+def media(media: str) -> str:
+    """A committed fixture clip on loopback, standing in for the README's example.com
+    clips so that preflight really reads it."""
+    return f"{media}/clip_9_9s.mp4"
 
 
 @pytest.fixture
