@@ -8,13 +8,19 @@ closed when the test ends, newest first (clients before the emulators they talk 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import secrets
+import shutil
+import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -66,24 +72,68 @@ def make_client(_opened: AsyncExitStack) -> ClientFactory:
     return make
 
 
-# A PostgreSQL server for the shared journal's tests (.ci/run starts one and sets this).
+# A PostgreSQL server for the shared journal's tests: named by this variable, or else
+# started by the tests themselves where Debian's PostgreSQL is installed and they run
+# as root (``postgres_server``).
 POSTGRES_ENV_VAR = "OMNI_EDIT_TEST_POSTGRES"
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """The URL of a fresh schema of its own on the test server, dropped afterwards.
-    Skipped outside CI when no server is named; in CI ($CI set) a missing one fails."""
-    import os
-    import secrets
-    from urllib.parse import quote
+def _psql(sql: str) -> None:
+    subprocess.run(
+        ["su", "postgres", "-c", "psql -q -v ON_ERROR_STOP=1"],
+        input=sql,
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
-    base = os.environ.get(POSTGRES_ENV_VAR)
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str | None]:
+    """A server's URL for the session: ``$OMNI_EDIT_TEST_POSTGRES``, or the machine's own
+    cluster (started if it is down, stopped again after) with a role and a database made
+    for this run and dropped after; ``None`` where neither is possible."""
+    named = os.environ.get(POSTGRES_ENV_VAR)
+    if named:
+        yield named
+        return
+    if os.geteuid() != 0 or shutil.which("pg_lsclusters") is None:
+        yield None
+        return
+    found = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
+    fields = found.stdout.split()
+    if found.returncode != 0 or len(fields) < 4:
+        yield None
+        return
+    version, cluster, port, state = fields[:4]
+    started = state != "online"
+    if started:
+        subprocess.run(["pg_ctlcluster", version, cluster, "start"], check=True, timeout=60)
+    name = "omni_edit_t_" + secrets.token_hex(4)
+    password = secrets.token_hex(16)
+    try:
+        _psql(
+            f"CREATE ROLE {name} LOGIN PASSWORD '{password}';\n"
+            f"CREATE DATABASE {name} OWNER {name};\n"
+        )
+        yield f"postgresql://{name}:{password}@127.0.0.1:{port}/{name}"
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);\nDROP ROLE IF EXISTS {name};\n")
+        if started:
+            subprocess.run(["pg_ctlcluster", version, cluster, "stop"], check=False, timeout=60)
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str | None) -> AsyncIterator[str]:
+    """The URL of a fresh schema of its own on the test server, dropped afterwards.
+    Skipped outside CI when there is no server; in CI ($CI set) a missing one fails."""
+    base = postgres_server
     if not base:
         message = (
-            f"no PostgreSQL server: set {POSTGRES_ENV_VAR}=postgresql://user:pw@host/db"
-            " (on Debian: `pg_ctlcluster 15 main start`, then create a role and a database;"
-            " .ci/run does it all)"
+            f"no PostgreSQL server: set {POSTGRES_ENV_VAR}=postgresql://user:pw@host/db, or"
+            " run the tests as root where Debian's postgresql is installed (they start it)"
         )
         if os.environ.get("CI"):
             pytest.fail(message)
