@@ -349,6 +349,15 @@ async def test_cli_batch_checks_the_balance_before_submitting(
     assert "balance    150.0 credits available: does NOT cover the estimate" in out
     assert not [r for r in emu.stats.requests if r.method == "POST"]
 
+    # --no-preflight reads no clip (hosts that do not even resolve): each row counts as
+    # the longest clip the API takes, an upper bound.
+    unread = tmp_path / "unread.csv"
+    unread.write_text("video_url,prompt\nhttps://m.example/a.mp4,A\nhttps://m.example/b.mp4,B\n")
+    code, out, err = await _cli(capsys, monkeypatch, emu, "batch", str(unread), "--no-preflight")
+    assert code == 2
+    assert "needs up to (each clip counted as 10 s, unread) 409.4 credits (2 inputs)" in err
+    assert not [r for r in emu.stats.requests if r.method == "POST"]
+
     # Overridden: submitted until the account's own refusal, told with what to do.
     code, out, err = await _cli(
         capsys, monkeypatch, emu, "batch", str(manifest), "--ignore-balance"

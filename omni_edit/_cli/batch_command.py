@@ -40,7 +40,7 @@ from .._exceptions import (
 from .._models import Balance, EditOutcome, EditRequest, PollPolicy
 from .._wire.validation import is_loopback_host
 from .context import Context
-from .dry_run import dry_run, estimate
+from .dry_run import Estimate, dry_run, estimate
 from .errors import EXIT_FAILED, EXIT_OK, UsageError, explain, plural
 from .html_report import HtmlReport, is_html
 from .manifest import FolderManifest, Manifest, Row, is_inside
@@ -206,24 +206,34 @@ async def _check_balance(
     """Before anything is submitted: ``UsageError`` (exit 2), with both figures, when
     the balance cannot cover the batch's credit estimate (docs/api.md#balance).
 
-    The estimate is ``--dry-run``'s: every clip's header is probed. A clip that cannot
-    be probed counts as nothing when preflight is on (it will be refused before it is
-    billed), else as the longest clip the API takes. A resumed batch (its journal
-    exists) is only warned: the estimate counts inputs the journal may hold as done.
+    With preflight, the estimate is ``--dry-run``'s: every clip's header is probed, and
+    a clip that cannot be probed counts as nothing (preflight refuses it before it is
+    billed). With ``--no-preflight`` no clip is read (that is what the flag asks: a
+    million rows would cost a million header reads before the first create), so every
+    usable row counts as the longest clip the API takes: an upper bound. A resumed
+    batch (its journal exists) is only warned: the estimate counts inputs the journal
+    may hold as done.
     """
     balance, _ = await _read_balance(ctx, client)
     if balance is None:
         return
-    if not ctx.json:
-        ctx.note("Checking the balance against an estimate (probing every clip)...")
-    found = await estimate(client, manifest, concurrency=settings.concurrency, split=settings.split)
-    unprobed = 0.0 if settings.preflight else len(found.refused) * MAX_VIDEO_SECONDS
-    needed = found.credits(settings.credits_per_1k_tokens, unprobed)
+    rate = settings.credits_per_1k_tokens
+    if settings.preflight:
+        if not ctx.json:
+            ctx.note("Checking the balance against an estimate (probing every clip)...")
+        found = await estimate(
+            client, manifest, concurrency=settings.concurrency, split=settings.split
+        )
+        needed, inputs, how = found.credits(rate), found.inputs, "roughly"
+    else:
+        inputs = sum(1 for row in manifest.rows() if row.problem is None)
+        needed = Estimate().credits(rate, inputs * MAX_VIDEO_SECONDS)
+        how = f"up to (each clip counted as {MAX_VIDEO_SECONDS:g} s, unread)"
     available = balance.available
     if needed <= available:
         return
     figures = (
-        f"the batch needs roughly {needed:,.1f} credits ({plural(found.inputs, 'input')})"
+        f"the batch needs {how} {needed:,.1f} credits ({plural(inputs, 'input')})"
         f" and {available:,.1f} are available"
     )
     if settings.journal_path.exists():
