@@ -285,7 +285,6 @@ class _Batch:
                         if self.journal is not None:
                             source = _ClaimedFeed(2 * self.options.concurrency)
                             workers.start_soon(self._claim_ahead, self.journal, feed, source)
-                        if self.journal is not None:
                             workers.start_soon(self._bound_creates)
                         for _ in range(self.options.concurrency):
                             workers.start_soon(self._work, source, send)
